@@ -1,0 +1,1 @@
+"""Pure domain code: statuses, records, lifecycle rules. No I/O."""

@@ -1,0 +1,61 @@
+"""Logging set-up: one event per line on standard error (journald-friendly), logfmt or JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from syncd.config.models import Logging
+
+_RESERVED = set(vars(logging.makeLogRecord({})))
+
+
+class LogfmtFormatter(logging.Formatter):
+    """``ts=… level=info logger=syncd.sync msg="…" key=value`` (extra= fields appended)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = _fields(record)
+        return " ".join(f"{key}={_quote(value)}" for key, value in fields.items())
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(_fields(record), ensure_ascii=False, default=str)
+
+
+def _fields(record: logging.LogRecord) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    fields.update({k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")})
+    if record.exc_info and record.exc_info[0] is not None:
+        fields["error"] = record.exc_info[0].__name__
+    return fields
+
+
+def _quote(value: object) -> str:
+    text = str(value)
+    if text and not any(c in text for c in ' "=\n\t'):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def setup(config: Logging) -> None:
+    """Configure the root logger once for the process."""
+    handler = logging.StreamHandler(sys.stderr)
+    if config.format == "json":
+        handler.setFormatter(JsonFormatter())
+    elif config.format == "logfmt":
+        handler.setFormatter(LogfmtFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.level)
+    for noisy in ("uvicorn.access", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,1 @@
+"""Outgoing mail: SMTP connections (and, with the enrollment work, templates, outbox and relay)."""

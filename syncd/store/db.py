@@ -1,0 +1,141 @@
+"""Engine, sessions and units of work for SQLite (embedded) and PostgreSQL (production).
+
+* SQLite: WAL, foreign keys, a busy timeout and the configured ``synchronous`` on every connection; write
+  units of work start with ``BEGIN IMMEDIATE`` so two writers queue on the busy timeout instead of failing
+  with "database is locked" on a read→write upgrade; read sessions use a plain deferred ``BEGIN``.
+* PostgreSQL (psycopg 3): pre-ping, TCP keepalives, the password passed apart from the URL.
+
+Store functions take a :class:`~sqlalchemy.orm.Session` and never commit: :meth:`Database.write` is the
+unit of work that commits or rolls back. Foreign errors are translated to :class:`StoreError` here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncd.config.models import Database as DatabaseConfig
+from syncd.errors import StoreError
+
+
+class Database:
+    """One database: a read engine and a write engine (the same engine on PostgreSQL)."""
+
+    def __init__(self, config: DatabaseConfig) -> None:
+        self.config = config
+        self.url: URL = make_url(config.url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            _check_sqlite_path(self.url)
+            self.read_engine = self._sqlite_engine(begin="BEGIN")
+            self.write_engine = self._sqlite_engine(begin="BEGIN IMMEDIATE")
+        else:
+            self.read_engine = self.write_engine = self._postgres_engine()
+        self._read = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._write = sessionmaker(self.write_engine, expire_on_commit=False)
+
+    @property
+    def display_url(self) -> str:
+        """The URL without any password, for messages."""
+        return self.url.render_as_string(hide_password=True)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A unit of work: commits when the block ends, rolls back on any exception."""
+        with translate_errors(self.display_url), self._write() as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session (rolled back at the end)."""
+        with translate_errors(self.display_url), self._read() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
+
+    def ping(self) -> None:
+        """Raise :class:`StoreError` unless the database answers a trivial query."""
+        with self.read() as session:
+            session.execute(sa.text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.read_engine.dispose()
+        if self.write_engine is not self.read_engine:
+            self.write_engine.dispose()
+
+    def _sqlite_engine(self, *, begin: str) -> Engine:
+        engine = sa.create_engine(self.url, connect_args={"timeout": self.config.busy_timeout_ms / 1000})
+        pragmas = (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA foreign_keys=ON",
+            f"PRAGMA busy_timeout={self.config.busy_timeout_ms}",
+            f"PRAGMA synchronous={self.config.synchronous}",
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+            cursor = dbapi_connection.cursor()
+            try:
+                for pragma in pragmas:
+                    cursor.execute(pragma)
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: sa.Connection) -> None:
+            connection.exec_driver_sql(begin)
+
+        return engine
+
+    def _postgres_engine(self) -> Engine:
+        url = self.url.set(drivername="postgresql+psycopg")
+        connect_args: dict[str, Any] = {
+            "connect_timeout": 10,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "application_name": "syncd",
+        }
+        if self.config.password is not None:
+            connect_args["password"] = self.config.password.get()
+        return sa.create_engine(
+            url, pool_pre_ping=True, pool_size=self.config.pool_size, connect_args=connect_args
+        )
+
+
+def _check_sqlite_path(url: URL) -> None:
+    database = url.database
+    if not database or database == ":memory:":
+        return
+    path = Path(database)
+    if not path.parent.is_dir():
+        raise StoreError(f"database directory {path.parent} does not exist")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(f"database file {path} is not readable and writable by this user")
+    if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise StoreError(f"can't create database file {path}: directory is not writable")
+
+
+@contextlib.contextmanager
+def translate_errors(where: str) -> Iterator[None]:
+    """Turn driver-level connection/operational failures into :class:`StoreError` (no SQL, no secrets)."""
+    try:
+        yield
+    except (exc.OperationalError, exc.InterfaceError) as error:
+        raise StoreError(f"database {where}: {_first_line(error.orig)}") from error
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(error) if error is not None else "unknown error"
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__

@@ -1,0 +1,193 @@
+"""Users: queries and the writes that keep the stored status equal to ``derive_status``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from syncd.domain.lifecycle import AuditEvent, DeviceState, UserState, UserStatus, set_provisioned
+from syncd.errors import NotFoundError
+from syncd.store import audit
+from syncd.store.tables import Device, SourceLink, User, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedUserRow:
+    """One user linked to a source, as the planner needs it."""
+
+    anchor: str
+    dn: str | None
+    in_scope: bool
+    user_id: str
+    provisioned: bool
+    fields: dict[str, Any]
+
+
+def username_key(username: str) -> str:
+    """Usernames are unique case-insensitively (Unicode casefold)."""
+    return username.casefold()
+
+
+def linked(session: Session, source: str) -> list[LinkedUserRow]:
+    """Every user linked to ``source`` (one query; streamed rows, no ORM identity map)."""
+    query = (
+        sa.select(
+            SourceLink.anchor,
+            SourceLink.dn,
+            SourceLink.in_scope,
+            User.id,
+            User.provisioned,
+            User.username,
+            User.email,
+            User.given_name,
+            User.family_name,
+            User.display_name,
+            User.phone,
+            User.attributes,
+        )
+        .join(User, User.id == SourceLink.object_id)
+        .where(SourceLink.source == source, SourceLink.object_type == "user")
+    )
+    rows = []
+    for r in session.execute(query):
+        fields = {
+            "username": r.username,
+            "email": r.email,
+            "given_name": r.given_name,
+            "family_name": r.family_name,
+            "display_name": r.display_name,
+            "phone": r.phone,
+            "attributes": r.attributes or {},
+        }
+        rows.append(LinkedUserRow(r.anchor, r.dn, r.in_scope, r.id, r.provisioned, fields))
+    return rows
+
+
+def device_states(session: Session, user_ids: Iterable[str]) -> dict[str, dict[str, DeviceState]]:
+    """Device states of many users, keyed by user id then device id."""
+    out: dict[str, dict[str, DeviceState]] = {}
+    ids = list(user_ids)
+    for chunk in range(0, len(ids), 500):
+        query = sa.select(Device.user_id, Device.id, Device.state).where(
+            Device.user_id.in_(ids[chunk : chunk + 500])
+        )
+        for user_id, device_id, state in session.execute(query):
+            out.setdefault(user_id, {})[device_id] = state
+    return out
+
+
+def owners_of_usernames(session: Session, keys: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+    """For live users with these username keys: key → (user id, managing source)."""
+    out: dict[str, tuple[str, str | None]] = {}
+    keys = list(keys)
+    for chunk in range(0, len(keys), 500):
+        query = sa.select(User.username_key, User.id, User.managed_by).where(
+            User.username_key.in_(keys[chunk : chunk + 500]), User.deleted_at.is_(None)
+        )
+        for key, user_id, source in session.execute(query):
+            out[key] = (user_id, source)
+    return out
+
+
+def create(
+    session: Session,
+    fields: dict[str, Any],
+    *,
+    provisioned: bool,
+    managed_by: str | None,
+    actor: str,
+    reason: str,
+    run_id: str | None = None,
+) -> User:
+    """Insert a user with the status ``derive_status`` gives a user without devices; audit it."""
+    state = UserState(user_id="", provisioned=provisioned)
+    user = User(
+        **fields,
+        username_key=username_key(fields["username"]),
+        provisioned=provisioned,
+        status=state.status,
+        managed_by=managed_by,
+    )
+    session.add(user)
+    session.flush()
+    audit.record(
+        session, AuditEvent(actor, "user.created", "user", user.id, None, user.status.value, reason, run_id)
+    )
+    return user
+
+
+def update_fields(user: User, fields: dict[str, Any]) -> None:
+    for name, value in fields.items():
+        setattr(user, name, value)
+    user.username_key = username_key(user.username)
+
+
+def set_provisioned_status(
+    session: Session,
+    user: User,
+    provisioned: bool,
+    devices: dict[str, DeviceState],
+    *,
+    actor: str,
+    reason: str,
+    run_id: str | None = None,
+) -> None:
+    """Apply a source's enable/disable through the domain rules; store status and audit the change."""
+    outcome = set_provisioned(
+        UserState(user.id, user.provisioned, devices), provisioned, actor=actor, reason=reason, run_id=run_id
+    )
+    user.provisioned = provisioned
+    user.status = outcome.state.status
+    if outcome.event is not None:
+        audit.record(session, outcome.event)
+
+
+def find(session: Session, ref: str) -> User:
+    """A user by id, or by username (case-insensitive, live users only)."""
+    user = session.get(User, ref)
+    if user is None:
+        user = session.scalar(
+            sa.select(User).where(User.username_key == username_key(ref), User.deleted_at.is_(None))
+        )
+    if user is None:
+        raise NotFoundError(f"no user {ref!r}")
+    return user
+
+
+def listing(
+    session: Session,
+    *,
+    status: UserStatus | None = None,
+    source: str | None = None,
+    limit: int = 1000,
+    after: str | None = None,
+) -> Sequence[User]:
+    """Users ordered by username, optionally filtered; keyset pagination with ``after`` (a username key).
+
+    Users deleted in their source are included (PROVISIONING_DISABLED until purged after retention).
+    """
+    query = sa.select(User).order_by(User.username_key, User.id).limit(limit)
+    if status is not None:
+        query = query.where(User.status == status)
+    if source is not None:
+        query = query.where(User.managed_by == source)
+    if after is not None:
+        query = query.where(User.username_key > after)
+    return session.scalars(query).all()
+
+
+def soft_delete(user: User) -> None:
+    user.deleted_at = user.deleted_at or utcnow()
+
+
+def undelete(user: User) -> None:
+    user.deleted_at = None
+
+
+def counts_by_status(session: Session) -> dict[str, int]:
+    query = sa.select(User.status, sa.func.count()).group_by(User.status)
+    return {status.value: n for status, n in session.execute(query)}

@@ -1,0 +1,304 @@
+"""The plan: a pure diff between what a source says now and what syncd last applied from it.
+
+Every action carries a reason, so ``syncd sync --dry-run`` shows exactly what a real run would do, and a
+held run can be reviewed before approval. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from syncd.domain.records import Snapshot, SourceGroup, SourceUser
+
+USER_FIELDS = ("username", "email", "given_name", "family_name", "display_name", "phone", "attributes")
+
+
+class Op(enum.StrEnum):
+    """What one action does."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DISABLE = "disable"
+    REENABLE = "reenable"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedUser:
+    """What syncd holds for one anchor of this source (read from the store before planning)."""
+
+    user_id: str
+    provisioned: bool
+    in_scope: bool
+    fields: Mapping[str, Any]
+    dn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedGroup:
+    """What syncd holds for one group anchor of this source."""
+
+    group_id: str
+    name: str
+    description: str | None
+    in_scope: bool
+    member_users: frozenset[str]
+    member_groups: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class UserAction:
+    """Create / update / disable / re-enable one user, and why."""
+
+    op: Op
+    anchor: str
+    username: str
+    reason: str
+    user_id: str | None = None
+    record: SourceUser | None = None
+    left_scope: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GroupAction:
+    """Create / update / remove one group, including member changes (by anchor), and why."""
+
+    op: Op
+    anchor: str
+    name: str
+    reason: str
+    group_id: str | None = None
+    record: SourceGroup | None = None
+    add_users: frozenset[str] = frozenset()
+    remove_users: frozenset[str] = frozenset()
+    add_groups: frozenset[str] = frozenset()
+    remove_groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """All actions of one run plus what the guard needs to judge it."""
+
+    users: tuple[UserAction, ...]
+    groups: tuple[GroupAction, ...]
+    unchanged: int
+    source_users: int
+    linked_users: int
+    linked_memberships: int = 0
+    complete: bool = True
+    incomplete_reason: str | None = None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def count(self, op: Op) -> int:
+        return sum(1 for action in self.users if action.op is op)
+
+    @property
+    def membership_removals(self) -> int:
+        return sum(len(a.remove_users) + len(a.remove_groups) for a in self.groups)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.users and not self.groups
+
+    def without_disables(self) -> Plan:
+        """The same plan minus every disable and every removal (for incomplete reads)."""
+        users = tuple(a for a in self.users if a.op is not Op.DISABLE)
+        groups = tuple(
+            GroupAction(
+                a.op,
+                a.anchor,
+                a.name,
+                a.reason,
+                a.group_id,
+                a.record,
+                a.add_users,
+                frozenset(),
+                a.add_groups,
+                frozenset(),
+            )
+            for a in self.groups
+            if a.op is not Op.DISABLE
+        )
+        return Plan(
+            users,
+            groups,
+            self.unchanged,
+            self.source_users,
+            self.linked_users,
+            self.linked_memberships,
+            self.complete,
+            self.incomplete_reason,
+            self.warnings,
+        )
+
+
+def user_fields(record: SourceUser) -> dict[str, Any]:
+    """The stored form of a source user's fields (compared against :attr:`LinkedUser.fields`)."""
+    return {
+        "username": record.username,
+        "email": record.email,
+        "given_name": record.given_name,
+        "family_name": record.family_name,
+        "display_name": record.display_name,
+        "phone": record.phone,
+        "attributes": dict(record.attributes),
+    }
+
+
+def fingerprint(record: SourceUser) -> str:
+    """A stable hash of everything a source says about a user (cheap "unchanged" checks)."""
+    data = {**user_fields(record), "disabled": record.disabled, "dn": record.dn}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def plan_users(snapshot: Snapshot, linked: Mapping[str, LinkedUser]) -> tuple[list[UserAction], int]:
+    """Diff users; returns the actions and the number of unchanged users."""
+    actions: list[UserAction] = []
+    unchanged = 0
+    seen: set[str] = set()
+    for record in snapshot.users:
+        seen.add(record.anchor)
+        current = linked.get(record.anchor)
+        if current is None:
+            reason = "new, disabled in source" if record.disabled else "new"
+            actions.append(UserAction(Op.CREATE, record.anchor, record.username, reason, record=record))
+            continue
+        changed = _changed_fields(current, record)
+        if record.disabled and current.provisioned:
+            actions.append(_user(Op.DISABLE, current, record, "disabled in source", changed))
+        elif not record.disabled and not current.provisioned:
+            why = "back in scope" if not current.in_scope else "enabled in source"
+            actions.append(_user(Op.REENABLE, current, record, why, changed))
+        elif changed or not current.in_scope or (record.dn or None) != (current.dn or None):
+            reason = f"attributes changed: {', '.join(changed)}" if changed else "moved or renamed in source"
+            actions.append(_user(Op.UPDATE, current, record, reason, changed))
+        else:
+            unchanged += 1
+    for anchor, current in linked.items():
+        if anchor not in seen and current.in_scope:
+            username = str(current.fields.get("username", anchor))
+            actions.append(
+                UserAction(
+                    Op.DISABLE, anchor, username, "left scope", user_id=current.user_id, left_scope=True
+                )
+            )
+    return actions, unchanged
+
+
+def plan_groups(snapshot: Snapshot, linked: Mapping[str, LinkedGroup]) -> list[GroupAction]:
+    """Diff groups and their direct memberships (users and nested groups, by anchor)."""
+    actions: list[GroupAction] = []
+    seen: set[str] = set()
+    for record in snapshot.groups:
+        seen.add(record.anchor)
+        current = linked.get(record.anchor)
+        if current is None:
+            actions.append(
+                GroupAction(
+                    Op.CREATE,
+                    record.anchor,
+                    record.name,
+                    "new",
+                    record=record,
+                    add_users=record.member_users,
+                    add_groups=record.member_groups,
+                )
+            )
+            continue
+        add_u, rem_u = record.member_users - current.member_users, current.member_users - record.member_users
+        add_g, rem_g = (
+            record.member_groups - current.member_groups,
+            current.member_groups - record.member_groups,
+        )
+        renamed = record.name != current.name or record.description != current.description
+        if not (add_u or rem_u or add_g or rem_g or renamed or not current.in_scope):
+            continue
+        parts = [
+            text
+            for text, n in (
+                ("renamed", renamed),
+                (f"+{len(add_u | add_g)} members", add_u or add_g),
+                (f"-{len(rem_u | rem_g)} members", rem_u or rem_g),
+                ("back in scope", not current.in_scope),
+            )
+            if n
+        ]
+        actions.append(
+            GroupAction(
+                Op.UPDATE,
+                record.anchor,
+                record.name,
+                ", ".join(parts),
+                group_id=current.group_id,
+                record=record,
+                add_users=add_u,
+                remove_users=rem_u,
+                add_groups=add_g,
+                remove_groups=rem_g,
+            )
+        )
+    for anchor, current in linked.items():
+        if anchor not in seen and current.in_scope:
+            actions.append(
+                GroupAction(
+                    Op.DISABLE,
+                    anchor,
+                    current.name,
+                    "left scope",
+                    group_id=current.group_id,
+                    remove_users=current.member_users,
+                    remove_groups=current.member_groups,
+                )
+            )
+    return actions
+
+
+def make_plan(snapshot: Snapshot, users: Mapping[str, LinkedUser], groups: Mapping[str, LinkedGroup]) -> Plan:
+    """The whole plan of one run."""
+    user_actions, unchanged = plan_users(snapshot, users)
+    group_actions = plan_groups(snapshot, groups)
+    linked_live = sum(1 for u in users.values() if u.in_scope)
+    return Plan(
+        users=tuple(user_actions),
+        groups=tuple(group_actions),
+        unchanged=unchanged,
+        source_users=len(snapshot.users),
+        linked_users=linked_live,
+        linked_memberships=sum(len(g.member_users) + len(g.member_groups) for g in groups.values()),
+        complete=snapshot.complete,
+        incomplete_reason=snapshot.incomplete_reason,
+        warnings=snapshot.warnings,
+    )
+
+
+def describe(plan: Plan) -> list[dict[str, Any]]:
+    """The plan as JSON-able rows (kept with held and dry runs, printed by the CLI)."""
+    rows: list[dict[str, Any]] = [
+        {"object": "user", "op": a.op.value, "anchor": a.anchor, "name": a.username, "reason": a.reason}
+        for a in plan.users
+    ]
+    rows += [
+        {"object": "group", "op": a.op.value, "anchor": a.anchor, "name": a.name, "reason": a.reason}
+        for a in plan.groups
+    ]
+    return rows
+
+
+def _changed_fields(current: LinkedUser, record: SourceUser) -> list[str]:
+    new = user_fields(record)
+    return [name for name in USER_FIELDS if _norm(current.fields.get(name)) != _norm(new[name])]
+
+
+def _norm(value: Any) -> Any:
+    return value if value not in ("", {}) else None
+
+
+def _user(op: Op, current: LinkedUser, record: SourceUser, reason: str, changed: Iterable[str]) -> UserAction:
+    changed = list(changed)
+    if changed and op is not Op.UPDATE:
+        reason = f"{reason}; attributes changed: {', '.join(changed)}"
+    return UserAction(op, record.anchor, record.username, reason, user_id=current.user_id, record=record)
