@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from syncd.config.models import Logging
 
-_RESERVED = set(vars(logging.makeLogRecord({})))
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"color_message", "message", "asctime"}
 
 
 class LogfmtFormatter(logging.Formatter):

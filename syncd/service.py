@@ -6,7 +6,11 @@ SIGHUP reload here.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -59,7 +63,7 @@ def startup_syncs(config: Config, db: Database) -> None:
                 "source": source.name,
                 "run": result.run_id,
                 "status": result.status,
-                "created": result.counts.created,
+                "users_created": result.counts.created,
             },
         )
 
@@ -70,7 +74,7 @@ def run(config: Config) -> None:
     startup_syncs(config, db)
     app = create_app(config, db)
     log.info("listening", extra={"address": config.api.listen})
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             app,
             host=config.api.host,
@@ -82,6 +86,27 @@ def run(config: Config) -> None:
         )
     )
     try:
-        server.run()
+        asyncio.run(_serve(server))
     finally:
         db.dispose()
+    log.info("stopped")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal handling: we stop it ourselves and exit 0 on SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve(server: uvicorn.Server) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _request_exit, server, sig)
+    await server.serve()
+
+
+def _request_exit(server: uvicorn.Server, sig: signal.Signals) -> None:
+    log.info("stopping", extra={"signal": sig.name})
+    server.should_exit = True

@@ -55,12 +55,9 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only session (rolled back at the end)."""
+        """A session for reading; closed (its transaction rolled back) at the end, objects stay usable."""
         with translate_errors(self.display_url), self._read() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     def ping(self) -> None:
         """Raise :class:`StoreError` unless the database answers a trivial query."""
