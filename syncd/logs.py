@@ -20,6 +20,15 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(f"{key}={_quote(value)}" for key, value in fields.items())
 
 
+class ConsoleFormatter(logging.Formatter):
+    """For people at a terminal: ``06:15:34 INFO  syncd.service: listening address=127.0.0.1:8080``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = _fields(record)
+        head = f"{fields.pop('ts')!s:.23} {fields.pop('level')!s:7} {fields.pop('logger')}: {fields.pop('msg')}"
+        return " ".join([head, *(f"{key}={_quote(value)}" for key, value in fields.items())])
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return json.dumps(_fields(record), ensure_ascii=False, default=str)
@@ -53,7 +62,7 @@ def setup(config: Logging) -> None:
     elif config.format == "logfmt":
         handler.setFormatter(LogfmtFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(ConsoleFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.level)
