@@ -51,7 +51,7 @@ def derive_status(*, provisioned: bool, devices: Iterable[DeviceState]) -> UserS
 
     ``provisioned`` is False when the source says disabled, the user left scope, was deleted in the
     source, or a SCIM client set ``active=false``. PENDING devices do not count as devices: a user who
-    started enrolling but never proved possession is still UNENROLLED (see docs/adr/0003-lifecycle.md).
+    started enrolling but never proved possession is still UNENROLLED (docs/adr/0003-lifecycle-rules.md).
     """
     if not provisioned:
         return UserStatus.PROVISIONING_DISABLED
@@ -164,18 +164,27 @@ def verify_device(
     current = _device(state, device_id)
     if current is not DeviceState.PENDING:
         raise DomainError(f"device {device_id} is {current.value}, not PENDING")
-    if state.status is UserStatus.PROVISIONING_DISABLED:
-        raise DomainError(f"user {state.user_id} is PROVISIONING_DISABLED")
+    status = state.status
+    if not can_enroll(status):
+        raise DomainError(f"user {state.user_id} is {status.value} and can't finish enrolling a device")
     return _set_device(state, device_id, DeviceState.ACTIVE, actor=actor, reason=reason)
 
 
 def disable_device(
     state: UserState, device_id: str, *, actor: str, reason: str = "device disabled"
 ) -> Outcome:
-    """Disable an ACTIVE or PENDING device (admin, or the user unenrolling it)."""
+    """Disable an ACTIVE device (admin, or the user unenrolling it).
+
+    A PENDING device can't be disabled, only deleted: an abandoned enrollment must not turn an UNENROLLED
+    user into DEVICES_DISABLED, and every DISABLED device was once proven (so enabling it is safe).
+    """
     current = _device(state, device_id)
     if current is DeviceState.DISABLED:
         raise DomainError(f"device {device_id} is already DISABLED")
+    if current is DeviceState.PENDING:
+        raise DomainError(
+            f"device {device_id} is PENDING (never verified): delete it instead of disabling it"
+        )
     return _set_device(state, device_id, DeviceState.DISABLED, actor=actor, reason=reason)
 
 

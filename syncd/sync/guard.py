@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 from syncd.config.models import Limit, Sync
 from syncd.sync.plan import Op, Plan
@@ -30,7 +31,7 @@ class Decision:
 
 def allowed(limit: Limit, population: int) -> int:
     """The most changes a limit allows for a population: the smaller of the count and the percentage."""
-    return min(limit.count, math.floor(population * limit.percent / 100))
+    return min(limit.count, math.floor(population * _exact(limit.percent) / 100))
 
 
 def judge(plan: Plan, limits: Sync, *, last_good_users: int | None) -> Decision:
@@ -73,10 +74,15 @@ def _incomplete_reason(plan: Plan, limits: Sync, last_good_users: int | None) ->
     if plan.source_users == 0 and plan.linked_users > 0:
         return f"the source returned no users, but {plan.linked_users} are linked to it"
     if last_good_users:
-        floor = math.ceil(last_good_users * limits.shrink_floor_percent / 100)
+        floor = math.ceil(last_good_users * _exact(limits.shrink_floor_percent) / 100)
         if plan.source_users < floor:
             return (
                 f"the source returned {plan.source_users} users, below the shrink floor of {floor} "
                 f"({limits.shrink_floor_percent:g}% of the last good run's {last_good_users})"
             )
     return None
+
+
+def _exact(percent: float) -> Fraction:
+    """The percentage as written (19.9 is 199/10, not the nearest binary float), so limits are exact."""
+    return Fraction(repr(percent))

@@ -10,7 +10,7 @@ import enum
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from syncd.domain.records import Snapshot, SourceGroup, SourceUser
@@ -65,18 +65,45 @@ class UserAction:
 
 @dataclass(frozen=True, slots=True)
 class GroupAction:
-    """Create / update / remove one group, including member changes (by anchor), and why."""
+    """Create / update / remove one group, including member changes (by anchor); ``reason`` says why."""
 
     op: Op
     anchor: str
     name: str
-    reason: str
     group_id: str | None = None
     record: SourceGroup | None = None
     add_users: frozenset[str] = frozenset()
     remove_users: frozenset[str] = frozenset()
     add_groups: frozenset[str] = frozenset()
     remove_groups: frozenset[str] = frozenset()
+    renamed: bool = False
+    back_in_scope: bool = False
+
+    @property
+    def reason(self) -> str:
+        if self.op is Op.CREATE:
+            return "new"
+        if self.op is Op.DISABLE:
+            return "left scope"
+        added, removed = (
+            len(self.add_users) + len(self.add_groups),
+            len(self.remove_users) + len(self.remove_groups),
+        )
+        parts = [
+            text
+            for text, present in (
+                ("renamed", self.renamed),
+                (f"+{added} members", added),
+                (f"-{removed} members", removed),
+                ("back in scope", self.back_in_scope),
+            )
+            if present
+        ]
+        return ", ".join(parts)
+
+    @property
+    def is_noop(self) -> bool:
+        return self.op is Op.UPDATE and not self.reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,22 +134,8 @@ class Plan:
     def without_disables(self) -> Plan:
         """The same plan minus every disable and every removal (for incomplete reads)."""
         users = tuple(a for a in self.users if a.op is not Op.DISABLE)
-        groups = tuple(
-            GroupAction(
-                a.op,
-                a.anchor,
-                a.name,
-                a.reason,
-                a.group_id,
-                a.record,
-                a.add_users,
-                frozenset(),
-                a.add_groups,
-                frozenset(),
-            )
-            for a in self.groups
-            if a.op is not Op.DISABLE
-        )
+        stripped = (replace(a, remove_users=frozenset(), remove_groups=frozenset()) for a in self.groups)
+        groups = tuple(a for a in stripped if a.op is not Op.DISABLE and not a.is_noop)
         return Plan(
             users,
             groups,
@@ -145,7 +158,17 @@ def user_fields(record: SourceUser) -> dict[str, Any]:
         "family_name": record.family_name,
         "display_name": record.display_name,
         "phone": record.phone,
-        "attributes": dict(record.attributes),
+        "attributes": attribute_map(record.attributes),
+    }
+
+
+def attribute_map(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """``(name, value)`` pairs → ``{name: value}``, several values of one name as a sorted list."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in pairs:
+        grouped.setdefault(name, []).append(value)
+    return {
+        name: values[0] if len(values) == 1 else sorted(values) for name, values in sorted(grouped.items())
     }
 
 
@@ -173,7 +196,7 @@ def plan_users(snapshot: Snapshot, linked: Mapping[str, LinkedUser]) -> tuple[li
         elif not record.disabled and not current.provisioned:
             why = "back in scope" if not current.in_scope else "enabled in source"
             actions.append(_user(Op.REENABLE, current, record, why, changed))
-        elif changed or not current.in_scope or (record.dn or None) != (current.dn or None):
+        elif changed or not current.in_scope or _dn_key(record.dn) != _dn_key(current.dn):
             reason = f"attributes changed: {', '.join(changed)}" if changed else "moved or renamed in source"
             actions.append(_user(Op.UPDATE, current, record, reason, changed))
         else:
@@ -202,7 +225,6 @@ def plan_groups(snapshot: Snapshot, linked: Mapping[str, LinkedGroup]) -> list[G
                     Op.CREATE,
                     record.anchor,
                     record.name,
-                    "new",
                     record=record,
                     add_users=record.member_users,
                     add_groups=record.member_groups,
@@ -217,28 +239,19 @@ def plan_groups(snapshot: Snapshot, linked: Mapping[str, LinkedGroup]) -> list[G
         renamed = record.name != current.name or record.description != current.description
         if not (add_u or rem_u or add_g or rem_g or renamed or not current.in_scope):
             continue
-        parts = [
-            text
-            for text, n in (
-                ("renamed", renamed),
-                (f"+{len(add_u | add_g)} members", add_u or add_g),
-                (f"-{len(rem_u | rem_g)} members", rem_u or rem_g),
-                ("back in scope", not current.in_scope),
-            )
-            if n
-        ]
         actions.append(
             GroupAction(
                 Op.UPDATE,
                 record.anchor,
                 record.name,
-                ", ".join(parts),
                 group_id=current.group_id,
                 record=record,
                 add_users=add_u,
                 remove_users=rem_u,
                 add_groups=add_g,
                 remove_groups=rem_g,
+                renamed=renamed,
+                back_in_scope=not current.in_scope,
             )
         )
     for anchor, current in linked.items():
@@ -248,7 +261,6 @@ def plan_groups(snapshot: Snapshot, linked: Mapping[str, LinkedGroup]) -> list[G
                     Op.DISABLE,
                     anchor,
                     current.name,
-                    "left scope",
                     group_id=current.group_id,
                     remove_users=current.member_users,
                     remove_groups=current.member_groups,
@@ -291,6 +303,11 @@ def describe(plan: Plan) -> list[dict[str, Any]]:
 def _changed_fields(current: LinkedUser, record: SourceUser) -> list[str]:
     new = user_fields(record)
     return [name for name in USER_FIELDS if _norm(current.fields.get(name)) != _norm(new[name])]
+
+
+def _dn_key(dn: str | None) -> str | None:
+    """DNs compare case-insensitively (a change of case only is no move)."""
+    return dn.casefold() if dn else None
 
 
 def _norm(value: Any) -> Any:
