@@ -76,3 +76,49 @@ class AlreadyRunningError(SyncdError):
 
     exit_code = 8
     code = "already_running"
+
+
+class RateLimitedError(SyncdError):
+    """A per-user limit refuses the operation for now (e.g. too many invites in 24 hours)."""
+
+    exit_code = 9
+    code = "rate_limited"
+
+
+class UnauthenticatedError(SyncdError):
+    """The caller has no valid session or credential for this operation."""
+
+    exit_code = 10
+    code = "unauthenticated"
+
+
+class CodeRejectedError(SyncdError):
+    """A one-time code was wrong, already used, or the factor is locked after too many failures."""
+
+    exit_code = 5
+    code = "invalid_code"
+
+
+class FactorLockedError(CodeRejectedError):
+    """Too many consecutive wrong codes: the factor is locked for this user until an admin unlocks it."""
+
+    code = "factor_locked"
+
+
+class ExpiredError(SyncdError):
+    """What was asked for existed but has expired or was used (a pending secret, a session)."""
+
+    exit_code = 4
+    code = "expired"
+
+
+class MailError(SyncdError):
+    """Mail could not be rendered or handed to the relay."""
+
+    code = "mail_failed"
+
+
+class SmtpError(MailError):
+    """The SMTP relay could not be reached or refused us."""
+
+    code = "smtp_failed"

@@ -67,7 +67,9 @@ class Secrets(Strict):
     """Keys that protect what syncd stores."""
 
     seed_key: SecretRef | None = None
-    """Key that encrypts authenticator seeds at rest (needed once enrollment is used)."""
+    """Key that encrypts authenticator seeds at rest and derives enrollment-link and session keys: at least
+    32 characters from a random generator (e.g. ``openssl rand -base64 32``). Required by ``syncd run`` and
+    ``syncd invite``; changing it voids stored seeds and outstanding links (docs/adr/0021)."""
 
 
 class Limit(Strict):
@@ -113,6 +115,21 @@ class Smtp(Strict):
     """Seconds per SMTP command."""
 
 
+class MailRetry(Strict):
+    """When the relay tries again after a temporary failure (4xx reply, network error, timeout)."""
+
+    first: Duration = timedelta(minutes=1)
+    """Delay before the first retry (short, for greylisting)."""
+    factor: float = Field(default=4, ge=1, le=10)
+    """Each further delay is this many times the previous one ..."""
+    max: Duration = timedelta(hours=1)
+    """... up to this delay (RFC 5321 asks for at least 30 minutes between late retries)."""
+    give_up: Duration = timedelta(days=4)
+    """After this much accumulated waiting the message is marked FAILED for an admin to look at."""
+    jitter: float = Field(default=0.2, ge=0, le=0.5)
+    """Each delay is multiplied by a random factor in ``1 ± jitter``."""
+
+
 class Mail(Strict):
     """How mail leaves syncd."""
 
@@ -125,7 +142,14 @@ class Mail(Strict):
     from_address: str = "MFA <mfa@localhost>"
     """The From: header."""
     templates_dir: ConfigPath | None = None
-    """A folder whose templates override the built-in ones."""
+    """A folder whose templates override the built-in ones (same file names, see syncd/mail/templates)."""
+    retry: MailRetry = Field(default_factory=MailRetry)
+    """Retry schedule after temporary failures."""
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    """Messages the relay claims at once (and sends over one connection)."""
+    lease: Duration = timedelta(minutes=15)
+    """How long a claimed message stays reserved to the relay that claimed it; a relay that dies leaves its
+    messages to others after this (keep it above the 10-minute DATA timeout)."""
 
     @model_validator(mode="after")
     def _transport_settings(self) -> Self:
@@ -144,7 +168,25 @@ class Enrollment(Strict):
     reminders: list[Duration] = Field(default_factory=lambda: [timedelta(days=2), timedelta(days=5)])
     """Reminder delays after the invite, for users still UNENROLLED."""
     max_invites_per_day: int = Field(default=5, ge=1, le=100)
-    """Per-user limit on invites and reminders."""
+    """Per-user limit on invites and reminders (mail queued in any 24 hours)."""
+    session_ttl: Duration = timedelta(minutes=15)
+    """How long the enrollment session started from a link lasts."""
+    challenge_ttl: Duration = timedelta(minutes=10)
+    """How long a generated, not yet verified TOTP secret can be confirmed."""
+
+    @field_validator("link_ttl")
+    @classmethod
+    def _link_ttl(cls, value: timedelta) -> timedelta:
+        if value > timedelta(days=30):
+            raise ValueError("must be at most 30d (a link is a bearer credential)")
+        return value
+
+    @field_validator("session_ttl", "challenge_ttl")
+    @classmethod
+    def _short(cls, value: timedelta) -> timedelta:
+        if value > timedelta(hours=1):
+            raise ValueError("must be at most 1h")
+        return value
 
 
 class Totp(Strict):

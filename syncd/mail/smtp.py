@@ -7,13 +7,9 @@ import ssl
 import aiosmtplib
 
 from syncd.config.models import Smtp
-from syncd.errors import SyncdError
+from syncd.errors import SmtpError
 
-
-class SmtpError(SyncdError):
-    """The SMTP relay could not be reached or refused us."""
-
-    code = "smtp_failed"
+__all__ = ["SmtpError", "connect", "probe", "tls_context"]
 
 
 def tls_context(config: Smtp) -> ssl.SSLContext:

@@ -15,7 +15,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
@@ -39,6 +39,7 @@ class Database:
             self.write_engine = self._sqlite_engine(begin="BEGIN IMMEDIATE")
         else:
             self.read_engine = self.write_engine = self._postgres_engine()
+        self.session_info: dict[str, Any] = {}  # copied into every write session's ``info``
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
 
@@ -50,7 +51,8 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
         """A unit of work: commits when the block ends, rolls back on any exception."""
-        with translate_errors(self.display_url), self._write() as session, session.begin():
+        info = dict(self.session_info)
+        with translate_errors(self.display_url), self._write(info=info) as session, session.begin():
             yield session
 
     @contextlib.contextmanager
@@ -136,3 +138,8 @@ def translate_errors(where: str) -> Iterator[None]:
 def _first_line(error: BaseException | None) -> str:
     text = str(error) if error is not None else "unknown error"
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def rowcount(result: sa.Result[Any]) -> int:
+    """Rows matched by an UPDATE/DELETE/INSERT (what compare-and-set statements check)."""
+    return int(cast("sa.CursorResult[Any]", result).rowcount)

@@ -294,6 +294,7 @@ class EnrollmentInvite(Base):
     used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = _created()
+    reminders_sent: Mapped[int] = mapped_column(default=0, server_default="0")  # reminders queued so far
 
 
 class OutboxMessage(Base):
@@ -306,10 +307,14 @@ class OutboxMessage(Base):
     dedup_key: Mapped[str] = mapped_column(sa.String(255), unique=True)  # (user, purpose, link generation)
     message_id: Mapped[str] = mapped_column(sa.String(255))
     to_address: Mapped[str] = mapped_column(sa.String(320))
-    subject: Mapped[str] = mapped_column(sa.String(512))
-    body_text: Mapped[str] = mapped_column(sa.Text)
+    # Template mail keeps only its context (ids, no secrets) and is rendered by the relay when it is sent;
+    # the rendered subject is stored then, the bodies never (they may hold an enrollment link).
+    context: Mapped[dict[str, Any] | None] = mapped_column()
+    subject: Mapped[str | None] = mapped_column(sa.String(512))
+    body_text: Mapped[str | None] = mapped_column(sa.Text)
     body_html: Mapped[str | None] = mapped_column(sa.Text)
     status: Mapped[str] = mapped_column(sa.String(16), default="PENDING")  # PENDING SENDING SENT FAILED
+    # attempts is bumped when a relay claims the row and fences its later mark (WHERE attempts = claimed)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(sa.Text)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from syncd.domain.lifecycle import AuditEvent
-from syncd.store import audit, groups, links, users
+from syncd.store import audit, groups, invites, links, users
 from syncd.store.tables import Group, SourceLink, User, utcnow
 from syncd.sync.plan import GroupAction, Op, UserAction, fingerprint, user_fields
 
@@ -145,6 +145,8 @@ def _create_user(
     )
     owners[key] = (user.id, ctx.source)
     counts.created += 1
+    # Same unit of work as the user: the invite and its outbox row (when the source invites new users).
+    invites.after_user_created(session, user, source=ctx.source, actor=ctx.actor, run_id=ctx.run_id)
 
 
 def _touch(link: SourceLink, action: UserAction) -> None:
