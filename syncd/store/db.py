@@ -118,11 +118,15 @@ def _check_sqlite_path(url: URL) -> None:
     if not database or database == ":memory:":
         return
     path = Path(database)
-    if not path.parent.is_dir():
+    try:
+        directory_ok, exists = path.parent.is_dir(), path.exists()
+    except OSError as error:  # e.g. a parent directory we may not search
+        raise StoreError(f"database directory {path.parent} can't be accessed: {error.strerror}") from error
+    if not directory_ok:
         raise StoreError(f"database directory {path.parent} does not exist")
-    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+    if exists and not os.access(path, os.R_OK | os.W_OK):
         raise StoreError(f"database file {path} is not readable and writable by this user")
-    if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+    if not exists and not os.access(path.parent, os.W_OK | os.X_OK):
         raise StoreError(f"can't create database file {path}: directory is not writable")
 
 

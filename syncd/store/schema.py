@@ -55,6 +55,7 @@ def upgrade(db: Database, revision: str = "head") -> tuple[str | None, str]:
 
 def downgrade(db: Database, revision: str) -> None:
     """Downgrade (used by the migration tests and by operators rolling back a release)."""
+    _refuse_unknown(db)
     config = alembic_config()
     with translate_errors(db.display_url), db.write_engine.begin() as connection:
         config.attributes["connection"] = connection

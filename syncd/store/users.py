@@ -9,7 +9,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from syncd.domain.lifecycle import AuditEvent, DeviceState, UserState, UserStatus, set_provisioned
+from syncd.domain.lifecycle import (
+    AuditEvent,
+    DeviceState,
+    UserState,
+    UserStatus,
+    derive_status,
+    set_provisioned,
+)
 from syncd.errors import NotFoundError
 from syncd.store import audit
 from syncd.store.tables import Device, SourceLink, User, utcnow
@@ -32,8 +39,18 @@ def username_key(username: str) -> str:
     return username.casefold()
 
 
-def linked(session: Session, source: str) -> list[LinkedUserRow]:
-    """Every user linked to ``source`` (one query; streamed rows, no ORM identity map)."""
+def linked(session: Session, source: str, anchors: Iterable[str] | None = None) -> list[LinkedUserRow]:
+    """Every user linked to ``source``, or only those of ``anchors`` (rows, no ORM identity map)."""
+    if anchors is not None:
+        wanted = sorted(set(anchors))
+        rows: list[LinkedUserRow] = []
+        for i in range(0, len(wanted), 500):
+            rows += _linked(session, source, wanted[i : i + 500])
+        return rows
+    return _linked(session, source, None)
+
+
+def _linked(session: Session, source: str, anchors: list[str] | None) -> list[LinkedUserRow]:
     query = (
         sa.select(
             SourceLink.anchor,
@@ -52,6 +69,8 @@ def linked(session: Session, source: str) -> list[LinkedUserRow]:
         .join(User, User.id == SourceLink.object_id)
         .where(SourceLink.source == source, SourceLink.object_type == "user")
     )
+    if anchors is not None:
+        query = query.where(SourceLink.anchor.in_(anchors))
     rows = []
     for r in session.execute(query):
         fields = {
@@ -165,8 +184,12 @@ def listing(
     source: str | None = None,
     limit: int = 1000,
     after: str | None = None,
+    after_id: str | None = None,
 ) -> Sequence[User]:
-    """Users ordered by username, optionally filtered; keyset pagination with ``after`` (a username key).
+    """Users ordered by username then id, optionally filtered.
+
+    Keyset pagination: ``after`` (a username key) and ``after_id`` (the id of the last user of the previous
+    page; usernames repeat when a deleted user's name was taken again).
 
     Users deleted in their source are included (PROVISIONING_DISABLED until purged after retention).
     """
@@ -175,7 +198,11 @@ def listing(
         query = query.where(User.status == status)
     if source is not None:
         query = query.where(User.managed_by == source)
-    if after is not None:
+    if after is not None and after_id is not None:
+        query = query.where(
+            sa.or_(User.username_key > after, sa.and_(User.username_key == after, User.id > after_id))
+        )
+    elif after is not None:
         query = query.where(User.username_key > after)
     return session.scalars(query).all()
 
@@ -191,3 +218,34 @@ def undelete(user: User) -> None:
 def counts_by_status(session: Session) -> dict[str, int]:
     query = sa.select(User.status, sa.func.count()).group_by(User.status)
     return {status.value: n for status, n in session.execute(query)}
+
+
+def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert users in one executemany. Each row has ``id`` and the user fields; ``username_key``,
+    ``status`` (what ``derive_status`` gives a user without devices) and timestamps are filled in here."""
+    if not rows:
+        return
+    now = utcnow()
+    session.execute(
+        sa.insert(User.__table__),  # type: ignore[arg-type]
+        [
+            {
+                **row,
+                "username_key": username_key(row["username"]),
+                "status": derive_status(provisioned=row["provisioned"], devices=()),
+                "deleted_at": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for row in rows
+        ],
+    )
+
+
+def preload(session: Session, user_ids: Iterable[str]) -> dict[str, User]:
+    """These users as ORM objects (one query per 500), keyed by id."""
+    out: dict[str, User] = {}
+    ids = list(user_ids)
+    for i in range(0, len(ids), 500):
+        out.update({u.id: u for u in session.scalars(sa.select(User).where(User.id.in_(ids[i : i + 500])))})
+    return out
