@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from syncd import __version__
+from syncd.api.scim import create_scim_app
 from syncd.config.models import Config
 from syncd.errors import SyncdError
 from syncd.store import schema
@@ -17,6 +18,7 @@ def create_app(config: Config, db: Database) -> FastAPI:
     app = FastAPI(title="syncd", version=__version__, docs_url=None, redoc_url=None)
     app.state.config = config
     app.state.db = db
+    app.mount("/scim/v2", create_scim_app(config, db))  # SCIM 2.0 (docs/adr/0030)
 
     @app.exception_handler(SyncdError)
     async def _syncd_error(_request: Request, error: SyncdError) -> JSONResponse:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -78,15 +78,31 @@ def linked(session: Session, source: str) -> list[LinkedGroupRow]:
     ]
 
 
-def add_members(session: Session, group_id: str, user_ids: Iterable[str], managed_by: str | None) -> None:
-    """Add direct members; a membership that already exists (e.g. added by an admin) is left as it is."""
+def add_members(
+    session: Session,
+    group_id: str,
+    user_ids: Iterable[str],
+    managed_by: str | None,
+    displays: Mapping[str, str] | None = None,
+) -> set[str]:
+    """Add direct members; a membership that already exists (e.g. added by an admin) is left as it is.
+
+    ``displays`` (SCIM ``members.display``) is stored with new memberships. Returns the ids that were
+    already members.
+    """
     ids = set(user_ids)
+    existing: set[str] = set()
     if ids:
         query = sa.select(GroupMember.user_id).where(
             GroupMember.group_id == group_id, GroupMember.user_id.in_(ids)
         )
-        ids -= set(session.scalars(query))
-    session.add_all(GroupMember(group_id=group_id, user_id=uid, managed_by=managed_by) for uid in sorted(ids))
+        existing = set(session.scalars(query))
+    shown = displays or {}
+    session.add_all(
+        GroupMember(group_id=group_id, user_id=uid, managed_by=managed_by, display=shown.get(uid))
+        for uid in sorted(ids - existing)
+    )
+    return existing
 
 
 def remove_members(session: Session, group_id: str, user_ids: Iterable[str]) -> None:
@@ -97,17 +113,27 @@ def remove_members(session: Session, group_id: str, user_ids: Iterable[str]) -> 
         )
 
 
-def add_children(session: Session, parent_id: str, child_ids: Iterable[str], managed_by: str | None) -> None:
-    """Nest groups in ``parent``; existing nestings are left as they are."""
+def add_children(
+    session: Session,
+    parent_id: str,
+    child_ids: Iterable[str],
+    managed_by: str | None,
+    displays: Mapping[str, str] | None = None,
+) -> set[str]:
+    """Nest groups in ``parent``; existing nestings are left as they are (their ids are returned)."""
     ids = set(child_ids)
+    existing: set[str] = set()
     if ids:
         query = sa.select(GroupNesting.child_id).where(
             GroupNesting.parent_id == parent_id, GroupNesting.child_id.in_(ids)
         )
-        ids -= set(session.scalars(query))
+        existing = set(session.scalars(query))
+    shown = displays or {}
     session.add_all(
-        GroupNesting(parent_id=parent_id, child_id=cid, managed_by=managed_by) for cid in sorted(ids)
+        GroupNesting(parent_id=parent_id, child_id=cid, managed_by=managed_by, display=shown.get(cid))
+        for cid in sorted(ids - existing)
     )
+    return existing
 
 
 def remove_children(session: Session, parent_id: str, child_ids: Iterable[str]) -> None:

@@ -123,6 +123,7 @@ class Group(Base):
     name: Mapped[str] = mapped_column(sa.String(256))
     name_key: Mapped[str] = mapped_column(sa.String(256), index=True)
     description: Mapped[str | None] = mapped_column(sa.Text)
+    attributes: Mapped[dict[str, Any] | None] = mapped_column()  # SCIM: externalId and other attributes
     managed_by: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     deleted_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = _created()
@@ -139,6 +140,7 @@ class GroupMember(Base):
         sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     managed_by: Mapped[str | None] = mapped_column(sa.String(64))
+    display: Mapped[str | None] = mapped_column(sa.String(512))  # SCIM members.display as the client sent it
 
 
 class GroupNesting(Base):
@@ -151,6 +153,7 @@ class GroupNesting(Base):
         sa.ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     managed_by: Mapped[str | None] = mapped_column(sa.String(64))
+    display: Mapped[str | None] = mapped_column(sa.String(512))  # SCIM members.display as the client sent it
 
 
 class SourceLink(Base):

@@ -1,0 +1,46 @@
+"""What every SCIM operation needs: the database, the public base URL, the dialect; units of work that
+turn constraint races into SCIM errors; ETag preconditions."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import exc
+from sqlalchemy.orm import Session
+
+from syncd.api.scim.errors import PreconditionFailedError, UniquenessError
+from syncd.api.scim.resources import version
+from syncd.store.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    db: Database
+    base: str  # e.g. https://mfa.example.com/scim/v2 (from org.base_url, never from the Host header)
+
+    @property
+    def dialect(self) -> str:
+        return "sqlite" if self.db.is_sqlite else "postgresql"
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A unit of work; a unique-index race (two clients creating one userName) is a 409."""
+        try:
+            with self.db.write() as session:
+                yield session
+        except exc.IntegrityError:
+            raise UniquenessError("the value is already in use (a concurrent request created it)") from None
+
+
+def check_version(updated_at: datetime, if_match: str | None) -> None:
+    """RFC 7644 §3.14: If-Match with none of the current version (or ``*``) is 412."""
+    if if_match is None:
+        return
+    tags = [tag.strip() for tag in if_match.split(",")]
+    current = version(updated_at)
+    if "*" in tags or current in tags or current.removeprefix("W/") in tags:
+        return
+    raise PreconditionFailedError("the resource has changed since that version (If-Match)")

@@ -1,0 +1,253 @@
+"""The SCIM 2.0 HTTP surface: a Starlette app mounted at ``/scim/v2`` (docs/adr/0030).
+
+Every endpoint goes through :func:`_endpoint`: authenticate the bearer token, run the handler, and turn
+any error into a SCIM Error body (:func:`syncd.api.scim.errors.to_error`, the one mapping). Bodies are read
+here with the checks RFC 7644 asks for (media type → 415, size → 413, UTF-8 and JSON → 400
+``invalidSyntax``); database work runs in the thread pool, one unit of work per request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from syncd.api.scim import discovery, groups, patch, query, users
+from syncd.api.scim.auth import Client, Clients
+from syncd.api.scim.catalogue import GROUPS, USERS, ResourceType
+from syncd.api.scim.context import Context
+from syncd.api.scim.errors import (
+    InvalidFilterError,
+    InvalidSyntaxError,
+    MethodNotAllowedError,
+    NotSupportedError,
+    PayloadTooLargeError,
+    ResourceNotFoundError,
+    UnsupportedMediaTypeError,
+    to_error,
+)
+from syncd.config.models import Config
+from syncd.store.db import Database
+
+MEDIA_TYPE = "application/scim+json"
+ACCEPTED = frozenset({"application/scim+json", "application/json"})
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+Handler = Callable[[Request, Client], Awaitable[Response]]
+
+
+def scim_response(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Response(content, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def error_response(error: BaseException) -> Response:
+    status, body = to_error(error)
+    headers = {"www-authenticate": 'Bearer realm="SCIM"'} if status == 401 else None
+    return scim_response(body, status, headers)
+
+
+def create_scim_app(config: Config, db: Database) -> Starlette:
+    """The SCIM app for one config and database."""
+    return _Api(config, db).app()
+
+
+class _Api:
+    def __init__(self, config: Config, db: Database) -> None:
+        self.clients = Clients(config)
+        base = f"{config.org.base_url}/scim/v2"
+        self.ctx = Context(db, base)
+        self.docs = discovery.build(base, config.api.max_body_bytes)
+        self.max_body = config.api.max_body_bytes
+
+    def app(self) -> Starlette:
+        docs = self.docs
+        routes: list[tuple[str, Handler]] = [
+            *self._resource_routes(users, USERS),
+            *self._resource_routes(groups, GROUPS),
+            ("/.search", self.root_search),
+            ("/ServiceProviderConfig", _read_only(lambda _r: docs.service_provider_config)),
+            ("/ResourceTypes", _read_only(lambda _r: docs.listing(docs.resource_types))),
+            ("/ResourceTypes/{object_id}", _read_only(_one_of(docs.resource_types, "resource type"))),
+            ("/Schemas", _read_only(lambda _r: docs.listing(docs.schemas))),
+            ("/Schemas/{object_id}", _read_only(_one_of(docs.schemas, "schema"))),
+            ("/Bulk", _unsupported),
+            ("/Me", _unsupported),
+        ]
+        return Starlette(
+            routes=[Route(path, self._endpoint(handler), methods=ALL_METHODS) for path, handler in routes],
+            exception_handlers={HTTPException: self.http_error},
+        )
+
+    def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        clients = self.clients
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                client = clients.authenticate(request.headers.get("authorization"))
+                return await handler(request, client)
+            except Exception as error:  # noqa: BLE001 - the one place errors become SCIM bodies (logged there)
+                return error_response(error)
+
+        return endpoint
+
+    async def http_error(self, request: Request, error: Exception) -> Response:
+        """Routing errors (unknown path, 404; never reached for methods, see ALL_METHODS) as SCIM bodies."""
+        try:
+            self.clients.authenticate(request.headers.get("authorization"))
+        except Exception as auth_error:  # noqa: BLE001 - mapped to a SCIM 401 body
+            return error_response(auth_error)
+        if isinstance(error, HTTPException) and error.status_code == 405:
+            return error_response(MethodNotAllowedError("method not allowed"))
+        return error_response(ResourceNotFoundError("no such endpoint"))
+
+    async def read_json(self, request: Request) -> Any:
+        """The JSON body: 415 for other media types, 413 above the limit, 400 unless UTF-8 JSON."""
+        content_type = request.headers.get("content-type")
+        if content_type is not None and content_type.split(";")[0].strip().lower() not in ACCEPTED:
+            raise UnsupportedMediaTypeError("send application/scim+json (or application/json)")
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body:
+            raise PayloadTooLargeError(f"the body is larger than {self.max_body} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise PayloadTooLargeError(f"the body is larger than {self.max_body} bytes")
+            chunks.append(chunk)
+        try:
+            return json.loads(b"".join(chunks).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InvalidSyntaxError("the body is not UTF-8") from None
+        except (ValueError, RecursionError):
+            raise InvalidSyntaxError("the body is not valid JSON") from None
+
+    def _resource_routes(self, module: Any, rt: ResourceType) -> list[tuple[str, Handler]]:
+        ctx = self.ctx
+
+        async def collection(request: Request, client: Client) -> Response:
+            if request.method == "GET":
+                found = await run_in_threadpool(module.search, ctx, client, _params(request))
+                return scim_response(found)
+            if request.method == "POST":
+                body = await self.read_json(request)
+                proj = _params(request).projection(rt)
+                return _single(await run_in_threadpool(module.create, ctx, client, body, proj), 201)
+            raise MethodNotAllowedError(f"{request.method} is not allowed on {rt.endpoint}")
+
+        async def search(request: Request, client: Client) -> Response:
+            if request.method != "POST":
+                raise MethodNotAllowedError(f"use POST on {rt.endpoint}/.search")
+            wanted = query.from_search(await self.read_json(request))
+            return scim_response(await run_in_threadpool(module.search, ctx, client, wanted))
+
+        async def item(request: Request, client: Client) -> Response:
+            object_id = request.path_params["object_id"]
+            if_match = request.headers.get("if-match")
+            proj = _params(request).projection(rt)
+            method = request.method
+            if method == "GET":
+                result = await run_in_threadpool(module.get, ctx, client, object_id, proj)
+                if request.headers.get("if-none-match") in (result[1], "*"):
+                    return Response(status_code=304, headers={"etag": result[1]})
+                return _single(result)
+            if method == "PUT":
+                body = await self.read_json(request)
+                return _single(
+                    await run_in_threadpool(module.replace, ctx, client, object_id, body, if_match, proj)
+                )
+            if method == "PATCH":
+                ops = patch.operations(await self.read_json(request))
+                if module is groups:  # 204, as Entra expects (Okta accepts it); users get 200 + the resource
+                    await run_in_threadpool(groups.modify, ctx, client, object_id, ops, if_match)
+                    return Response(status_code=204)
+                return _single(
+                    await run_in_threadpool(users.modify, ctx, client, object_id, ops, if_match, proj)
+                )
+            if method == "DELETE":
+                await run_in_threadpool(module.delete, ctx, client, object_id, if_match)
+                return Response(status_code=204)
+            raise MethodNotAllowedError(f"{method} is not allowed here")
+
+        return [
+            (rt.endpoint, collection),
+            (f"{rt.endpoint}/.search", search),
+            (f"{rt.endpoint}/{{object_id}}", item),
+        ]
+
+    async def root_search(self, request: Request, client: Client) -> Response:
+        if request.method != "POST":
+            raise MethodNotAllowedError("use POST on /.search")
+        wanted = query.from_search(await self.read_json(request))
+        return scim_response(await run_in_threadpool(_search_all, self.ctx, client, wanted))
+
+
+def _params(request: Request) -> query.Query:
+    return query.from_params(request.query_params)
+
+
+def _single(result: tuple[dict[str, Any], str], status: int = 200) -> Response:
+    resource, version = result
+    headers = {"etag": version}
+    if status == 201 and "meta" in resource:
+        headers["location"] = resource["meta"]["location"]
+    return scim_response(resource, status, headers)
+
+
+def _read_only(document: Callable[[Request], dict[str, Any]]) -> Handler:
+    async def handler(request: Request, _client: Client) -> Response:
+        if request.method != "GET":
+            raise MethodNotAllowedError("discovery endpoints are read-only")
+        return scim_response(document(request))
+
+    return handler
+
+
+def _one_of(items: dict[str, dict[str, Any]], what: str) -> Callable[[Request], dict[str, Any]]:
+    def document(request: Request) -> dict[str, Any]:
+        wanted = request.path_params["object_id"]
+        found = next((doc for key, doc in items.items() if key.lower() == wanted.lower()), None)
+        if found is None:
+            raise ResourceNotFoundError(f"no such {what}")
+        return found
+
+    return document
+
+
+async def _unsupported(request: Request, _client: Client) -> Response:
+    raise NotSupportedError(f"{request.url.path.rsplit('/', 1)[-1]} is not supported by syncd")
+
+
+def _search_all(ctx: Context, client: Client, wanted: query.Query) -> dict[str, Any]:
+    """POST /.search: Users, then Groups; a filter attribute one type lacks matches none of that type."""
+    results: list[dict[str, Any]] = []
+    total = 0
+    skip = wanted.start_index - 1
+    remaining = wanted.count
+    failures: list[InvalidFilterError] = []
+    for module in (users, groups):
+        part = query.Query(
+            filter=wanted.filter,
+            start_index=skip + 1,
+            count=remaining,
+            attributes=wanted.attributes,
+            excluded=wanted.excluded,
+        )
+        try:
+            found = module.search(ctx, client, part)
+        except InvalidFilterError as error:
+            failures.append(error)
+            continue
+        results += found["Resources"]
+        remaining -= len(found["Resources"])
+        skip = max(skip - found["totalResults"], 0)
+        total += found["totalResults"]
+    if len(failures) == 2:
+        raise failures[0]
+    return query.list_response(results, total, wanted)

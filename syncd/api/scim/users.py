@@ -1,0 +1,200 @@
+"""SCIM User operations: each write is a one-object run of the same lifecycle as every source.
+
+Store functions do the work (``store.users``, ``store.links``, ``store.audit``, ``store.invites``) in one
+unit of work per request, with the actor ``scim:SOURCE``: ``active=false`` and DELETE make the user
+PROVISIONING_DISABLED through ``derive_status`` (DELETE also soft-deletes: the userName is free again and
+the user is purged after retention); ``active=true`` restores the status its devices give, without
+re-enrollment. A client sees only the users its source manages (others are 404). A new user gets the
+enrollment invite in the same unit of work when the source has ``invite_new_users``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from syncd.api.scim import patch, resources, validation
+from syncd.api.scim.auth import Client
+from syncd.api.scim.catalogue import USERS
+from syncd.api.scim.context import Context, check_version
+from syncd.api.scim.errors import ResourceNotFoundError, UniquenessError
+from syncd.api.scim.mappers import UserMapper
+from syncd.api.scim.query import Query, list_response, page
+from syncd.api.scim.resources import Projection
+from syncd.domain.lifecycle import AuditEvent
+from syncd.store import audit, invites, links, users
+from syncd.store.tables import Group, GroupMember, User, utcnow
+
+COLUMNS = (User.id, User.username, User.provisioned, User.attributes, User.created_at, User.updated_at)
+Result = tuple[dict[str, Any], str]  # the rendered resource and its version
+
+
+def _visible(client: Client) -> list[Any]:
+    return [User.managed_by == client.source, User.deleted_at.is_(None)]
+
+
+def _groups_of(session: Session, client: Client, ids: list[str]) -> dict[str, list[tuple[str, str]]]:
+    out: dict[str, list[tuple[str, str]]] = {}
+    if not ids:
+        return out
+    query = (
+        sa.select(GroupMember.user_id, Group.id, Group.name)
+        .join(Group, Group.id == GroupMember.group_id)
+        .where(
+            GroupMember.user_id.in_(ids),
+            Group.managed_by == client.source,
+            Group.deleted_at.is_(None),
+        )
+        .order_by(Group.name)
+    )
+    for user_id, group_id, name in session.execute(query):
+        out.setdefault(user_id, []).append((group_id, name))
+    return out
+
+
+def _render(session: Session, ctx: Context, client: Client, row: Any, proj: Projection) -> Result:
+    groups = _groups_of(session, client, [row.id]).get(row.id) if proj.wants("groups") else None
+    return proj.apply(resources.render_user(row, ctx.base, groups)), resources.version(row.updated_at)
+
+
+def get(ctx: Context, client: Client, user_id: str, proj: Projection) -> Result:
+    with ctx.db.read() as session:
+        row = session.execute(sa.select(*COLUMNS).where(User.id == user_id, *_visible(client))).first()
+        if row is None:
+            raise ResourceNotFoundError("User not found")
+        return _render(session, ctx, client, row, proj)
+
+
+def search(ctx: Context, client: Client, query: Query) -> dict[str, Any]:
+    proj = query.projection(USERS)
+    with ctx.db.read() as session:
+        mapper = UserMapper(ctx.dialect)
+        rows, total = page(session, mapper, ctx.dialect, User, COLUMNS, _visible(client), query)
+        groups = _groups_of(session, client, [r.id for r in rows]) if proj.wants("groups") else {}
+    found = [proj.apply(resources.render_user(r, ctx.base, groups.get(r.id))) for r in rows]
+    return list_response(found, total, query)
+
+
+def create(ctx: Context, client: Client, body: Any, proj: Projection) -> Result:
+    doc = validation.document(USERS, body)
+    doc.setdefault("active", True)  # RFC 7644 §3.3: the server may assign a default
+    fields, active = resources.user_columns(doc)
+    with ctx.write() as session:
+        key = users.username_key(fields["username"])
+        owner = users.owners_of_usernames(session, [key]).get(key)
+        if owner is None:
+            user = users.create(
+                session,
+                fields,
+                provisioned=active is not False,
+                managed_by=client.source,
+                actor=client.actor,
+                reason="created by SCIM client",
+            )
+            links.add(session, client.source, "user", user.id, user.id)
+            invites.after_user_created(session, user, source=client.source, actor=client.actor, run_id=None)
+        else:
+            user = _take_over(session, client, owner, fields, active)
+        session.flush()
+        return _render(session, ctx, client, user, proj)
+
+
+def _take_over(
+    session: Session,
+    client: Client,
+    owner: tuple[str, str | None],
+    fields: dict[str, Any],
+    active: bool | None,
+) -> User:
+    user_id, source = owner
+    if source is None or source not in client.take_over_from:
+        raise UniquenessError("userName is already in use")
+    user = session.get(User, user_id, with_for_update=True)
+    assert user is not None
+    users.update_fields(user, fields)
+    user.managed_by = client.source
+    user.updated_at = utcnow()
+    links.add(session, client.source, "user", user.id, user.id)
+    reason = f"userName matched; taken over from {source}"
+    audit.record(
+        session, AuditEvent(client.actor, "user.taken_over", "user", user.id, source, client.source, reason)
+    )
+    _set_active(session, client, user, active if active is not None else True)
+    return user
+
+
+def _locked(session: Session, client: Client, user_id: str, if_match: str | None) -> User:
+    query = sa.select(User).where(User.id == user_id, *_visible(client)).with_for_update()
+    user = session.scalars(query).first()
+    if user is None:
+        raise ResourceNotFoundError("User not found")
+    check_version(user.updated_at, if_match)
+    return user
+
+
+def _set_active(session: Session, client: Client, user: User, active: bool) -> None:
+    if active == user.provisioned:
+        return
+    devices = users.device_states(session, [user.id]).get(user.id, {})
+    reason = "reactivated by SCIM client" if active else "deactivated by SCIM client (active=false)"
+    users.set_provisioned_status(session, user, active, devices, actor=client.actor, reason=reason)
+
+
+def _write(session: Session, client: Client, user: User, doc: dict[str, Any], *, replacing: bool) -> None:
+    fields, active = resources.user_columns(doc)
+    key = users.username_key(fields["username"])
+    if key != user.username_key:
+        owner = users.owners_of_usernames(session, [key]).get(key)
+        if owner is not None and owner[0] != user.id:
+            raise UniquenessError("userName is already in use")
+    if active is None and "active" in (user.attributes or {}) and replacing:
+        fields["attributes"]["active"] = user.provisioned  # PUT without active leaves it (RFC 7644 §3.5.1)
+    users.update_fields(user, fields)
+    user.updated_at = utcnow()
+    if active is not None:
+        _set_active(session, client, user, active)
+
+
+def replace(
+    ctx: Context, client: Client, user_id: str, body: Any, if_match: str | None, proj: Projection
+) -> Result:
+    doc = validation.document(USERS, body)
+    with ctx.write() as session:
+        user = _locked(session, client, user_id, if_match)
+        _write(session, client, user, doc, replacing=True)
+        session.flush()
+        return _render(session, ctx, client, user, proj)
+
+
+def modify(
+    ctx: Context,
+    client: Client,
+    user_id: str,
+    ops: list[patch.Operation],
+    if_match: str | None,
+    proj: Projection,
+) -> Result:
+    with ctx.write() as session:
+        user = _locked(session, client, user_id, if_match)
+        current = resources.user_document(user.username, user.provisioned, user.attributes)
+        doc = validation.document(USERS, patch.apply(USERS, current, ops))
+        _write(session, client, user, doc, replacing=False)
+        session.flush()
+        return _render(session, ctx, client, user, proj)
+
+
+def delete(ctx: Context, client: Client, user_id: str, if_match: str | None) -> None:
+    with ctx.write() as session:
+        user = _locked(session, client, user_id, if_match)
+        users.soft_delete(user)
+        user.updated_at = utcnow()
+        link = links.get(session, client.source, "user", user.id)
+        if link is not None:
+            link.in_scope = False
+        _set_active(session, client, user, False)
+        event = AuditEvent(
+            client.actor, "user.deleted", "user", user.id, None, None, "deleted by SCIM client"
+        )
+        audit.record(session, event)
