@@ -84,15 +84,24 @@ def parse(expression: str) -> FilterNode:
         raise InvalidFilterError("invalid filter") from None
 
 
-def compile_filter(mapper: Mapper, expression: str, dialect: str) -> Expr:
-    """The WHERE clause of ``expression`` for ``mapper``'s resource type."""
-    return _Compiler(mapper, dialect).node(parse(expression))
+def compile_filter(mapper: Mapper, expression: str, dialect: str, *, lenient: bool = False) -> Expr:
+    """The WHERE clause of ``expression`` for ``mapper``'s resource type.
+
+    ``lenient`` (searches across resource types, RFC 7644 §3.4.2.1): an attribute this type does not have
+    makes its comparison false instead of an error; the caller checks that some type knows it.
+    """
+    return _Compiler(mapper, dialect, lenient).node(parse(expression))
+
+
+class _Unknown(Exception):
+    """An attribute this resource type does not have (lenient compilation only)."""
 
 
 class _Compiler:
-    def __init__(self, mapper: Mapper, dialect: str) -> None:
+    def __init__(self, mapper: Mapper, dialect: str, lenient: bool = False) -> None:
         self.mapper = mapper
         self.dialect = dialect
+        self.lenient = lenient
 
     def node(self, node: FilterNode) -> Expr:
         if isinstance(node, LogicalExpr):
@@ -100,17 +109,22 @@ class _Compiler:
             return sa.and_(*terms) if node.op is LogicalOperator.and_ else sa.or_(*terms)
         if isinstance(node, Not):
             return sa.not_(self.node(node.expr))
-        if isinstance(node, ValuePath):
-            elements = self._elements(node.attr_path)
-            inner = node.val_filter
-            return elements.exists(lambda scope: self._in_element(elements.attr, scope, inner))
-        if isinstance(node, Comparison | Present):
-            return self._test(node)
+        try:
+            if isinstance(node, ValuePath):
+                elements = self._elements(node.attr_path)
+                inner = node.val_filter
+                return elements.exists(lambda scope: self._in_element(elements.attr, scope, inner))
+            if isinstance(node, Comparison | Present):
+                return self._test(node)
+        except _Unknown:
+            return sa.false()
         raise InvalidFilterError("unsupported filter expression")
 
     def _resolve(self, path: AttrPath) -> Resolved:
         resolved = self.mapper.rt.resolve(path.attr, path.sub_attr, path.uri)
         if resolved is None:
+            if self.lenient:
+                raise _Unknown
             raise InvalidFilterError(f"unknown attribute {path} in filter")
         if resolved.target.returned == "never":
             raise InvalidFilterError(f"{path} can't be used in a filter")

@@ -70,11 +70,13 @@ def get(ctx: Context, client: Client, group_id: str, proj: Projection) -> Result
         return _render(session, ctx, client, row, proj)
 
 
-def search(ctx: Context, client: Client, query: Query) -> dict[str, Any]:
+def search(ctx: Context, client: Client, query: Query, *, lenient: bool = False) -> dict[str, Any]:
     proj = query.projection(GROUPS)
     with ctx.db.read() as session:
-        mapper = GroupMapper(ctx.dialect)
-        rows, total = page(session, mapper, ctx.dialect, Group, COLUMNS, _visible(client), query)
+        mapper = GroupMapper(ctx.dialect, client.source)
+        rows, total = page(
+            session, mapper, ctx.dialect, Group, COLUMNS, _visible(client), query, lenient=lenient
+        )
         members = _members_of(session, client, [r.id for r in rows]) if proj.wants("members") else {}
     found = [proj.apply(resources.render_group(r, ctx.base, members.get(r.id, []))) for r in rows]
     return list_response(found, total, query)

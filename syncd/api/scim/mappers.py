@@ -77,8 +77,9 @@ class _JsonMapper(Mapper):
 
 
 class UserMapper(_JsonMapper):
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, source: str) -> None:
         super().__init__(USERS, User.attributes, dialect)
+        self.source = source
 
     def scalar(self, resolved: Resolved) -> Scalar | None:
         name = resolved.attr.name
@@ -97,13 +98,14 @@ class UserMapper(_JsonMapper):
 
     def elements(self, resolved: Resolved) -> Elements | None:
         if resolved.extension is None and resolved.attr.name == "groups":
-            return _memberships(resolved.attr)
+            return _memberships(resolved.attr, self.source)
         return self.json_elements(resolved)
 
 
 class GroupMapper(_JsonMapper):
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, source: str) -> None:
         super().__init__(GROUPS, Group.attributes, dialect)
+        self.source = source
 
     def scalar(self, resolved: Resolved) -> Scalar | None:
         name = resolved.attr.name
@@ -119,7 +121,7 @@ class GroupMapper(_JsonMapper):
 
     def elements(self, resolved: Resolved) -> Elements | None:
         if resolved.attr.name == "members":
-            return _members(resolved.attr)
+            return _members(resolved.attr, self.source)
         return self.json_elements(resolved)
 
 
@@ -136,8 +138,8 @@ def _meta(resolved: Resolved, created: Any, modified: Any, resource_type: str) -
     return None
 
 
-def _memberships(attr: Attr) -> Elements:
-    """A user's ``groups``: groups it is a direct member of (value = group id, display = name)."""
+def _memberships(attr: Attr, source: str) -> Elements:
+    """A user's ``groups``: the source's groups it is a direct member of (value = id, display = name)."""
 
     def exists(predicate: Predicate) -> Expr:
         member = aliased(GroupMember)
@@ -149,20 +151,26 @@ def _memberships(attr: Attr) -> Elements:
             return Scalar(columns[sub.name], sub) if sub is not None and sub.name in columns else None
 
         return (
-            sa.exists()
-            .select_from(member)
+            sa.select(member.user_id)
             .join(group, group.id == member.group_id)
-            .where(member.user_id == User.id, group.deleted_at.is_(None), predicate(scope))
+            .where(
+                member.user_id == User.id,
+                group.managed_by == source,
+                group.deleted_at.is_(None),
+                predicate(scope),
+            )
+            .exists()
         )
 
     return Elements(attr, exists)
 
 
-def _members(attr: Attr) -> Elements:
-    """A group's ``members``: users (type User) and nested groups (type Group)."""
+def _members(attr: Attr, source: str) -> Elements:
+    """A group's ``members``: the source's users (type User) and nested groups (type Group)."""
 
     def exists(predicate: Predicate) -> Expr:
         member, child = aliased(GroupMember), aliased(GroupNesting)
+        user, group = aliased(User), aliased(Group)
         user_cols = {"value": member.user_id, "type": sa.literal("User", sa.String)}
         group_cols = {"value": child.child_id, "type": sa.literal("Group", sa.String)}
 
@@ -173,8 +181,18 @@ def _members(attr: Attr) -> Elements:
 
             return scope
 
-        users = sa.exists().where(member.group_id == Group.id, predicate(scope_of(user_cols)))
-        groups = sa.exists().where(child.parent_id == Group.id, predicate(scope_of(group_cols)))
+        users = (
+            sa.select(member.user_id)
+            .join(user, user.id == member.user_id)
+            .where(member.group_id == Group.id, user.managed_by == source, predicate(scope_of(user_cols)))
+            .exists()
+        )
+        groups = (
+            sa.select(child.child_id)
+            .join(group, group.id == child.child_id)
+            .where(child.parent_id == Group.id, group.managed_by == source, predicate(scope_of(group_cols)))
+            .exists()
+        )
         return sa.or_(users, groups)
 
     return Elements(attr, exists)

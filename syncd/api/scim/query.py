@@ -112,11 +112,13 @@ def page(
     columns: Sequence[Any],
     visible: Sequence[Expr],
     query: Query,
+    *,
+    lenient: bool = False,
 ) -> tuple[list[Any], int]:
     """One page of rows (``columns``) matching ``visible`` and the query's filter, and the total count."""
     conditions = list(visible)
     if query.filter is not None:
-        conditions.append(compile_filter(mapper, query.filter, dialect))
+        conditions.append(compile_filter(mapper, query.filter, dialect, lenient=lenient))
     order: list[Any] = []
     if query.sort_by is not None:
         key = sort_key(mapper, query.sort_by)

@@ -33,6 +33,8 @@ from syncd.api.scim.errors import (
     UnsupportedMediaTypeError,
     to_error,
 )
+from syncd.api.scim.filters import compile_filter
+from syncd.api.scim.mappers import GroupMapper, UserMapper
 from syncd.config.models import Config
 from syncd.store.db import Database
 
@@ -225,12 +227,20 @@ async def _unsupported(request: Request, _client: Client) -> Response:
 
 
 def _search_all(ctx: Context, client: Client, wanted: query.Query) -> dict[str, Any]:
-    """POST /.search: Users, then Groups; a filter attribute one type lacks matches none of that type."""
+    """POST /.search: Users, then Groups. An attribute one type lacks is false for that type (RFC 7644
+    §3.4.2.1); a filter no type can evaluate is 400 ``invalidFilter``."""
+    if wanted.filter is not None:
+        failures = []
+        for mapper in (UserMapper(ctx.dialect, client.source), GroupMapper(ctx.dialect, client.source)):
+            try:
+                compile_filter(mapper, wanted.filter, ctx.dialect)
+            except InvalidFilterError as error:
+                failures.append(error)
+        if len(failures) == 2:
+            raise failures[0]
     results: list[dict[str, Any]] = []
     total = 0
-    skip = wanted.start_index - 1
-    remaining = wanted.count
-    failures: list[InvalidFilterError] = []
+    skip, remaining = wanted.start_index - 1, wanted.count
     for module in (users, groups):
         part = query.Query(
             filter=wanted.filter,
@@ -239,15 +249,9 @@ def _search_all(ctx: Context, client: Client, wanted: query.Query) -> dict[str, 
             attributes=wanted.attributes,
             excluded=wanted.excluded,
         )
-        try:
-            found = module.search(ctx, client, part)
-        except InvalidFilterError as error:
-            failures.append(error)
-            continue
+        found = module.search(ctx, client, part, lenient=True)
         results += found["Resources"]
         remaining -= len(found["Resources"])
         skip = max(skip - found["totalResults"], 0)
         total += found["totalResults"]
-    if len(failures) == 2:
-        raise failures[0]
     return query.list_response(results, total, wanted)

@@ -67,11 +67,13 @@ def get(ctx: Context, client: Client, user_id: str, proj: Projection) -> Result:
         return _render(session, ctx, client, row, proj)
 
 
-def search(ctx: Context, client: Client, query: Query) -> dict[str, Any]:
+def search(ctx: Context, client: Client, query: Query, *, lenient: bool = False) -> dict[str, Any]:
     proj = query.projection(USERS)
     with ctx.db.read() as session:
-        mapper = UserMapper(ctx.dialect)
-        rows, total = page(session, mapper, ctx.dialect, User, COLUMNS, _visible(client), query)
+        mapper = UserMapper(ctx.dialect, client.source)
+        rows, total = page(
+            session, mapper, ctx.dialect, User, COLUMNS, _visible(client), query, lenient=lenient
+        )
         groups = _groups_of(session, client, [r.id for r in rows]) if proj.wants("groups") else {}
     found = [proj.apply(resources.render_user(r, ctx.base, groups.get(r.id))) for r in rows]
     return list_response(found, total, query)

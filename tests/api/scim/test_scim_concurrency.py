@@ -1,0 +1,76 @@
+"""Parallel requests on both databases: membership PATCHes lose nothing, one userName wins once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from harness.scim import ScimServer
+
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+def op(kind: str, user_id: str) -> dict[str, object]:
+    if kind == "add":
+        operation = {"op": "add", "path": "members", "value": [{"value": user_id}]}
+    else:
+        operation = {"op": "remove", "path": f'members[value eq "{user_id}"]'}
+    return {"schemas": [PATCH], "Operations": [operation]}
+
+
+def test_parallel_member_patches_lose_nothing(scim: ScimServer) -> None:
+    setup = scim.client()
+    ids = [setup.post("/Users", json={"userName": f"member{i:02d}"}).json()["id"] for i in range(48)]
+    keep, drop, add = ids[:16], ids[16:32], ids[32:]
+    group_id = setup.post(
+        "/Groups", json={"displayName": "Busy", "members": [{"value": i} for i in keep + drop]}
+    )
+    group_id = group_id.json()["id"]
+    work = [("remove", i) for i in drop] + [("add", i) for i in add] + [("add", i) for i in keep]
+    clients = [scim.client() for _ in range(8)]
+
+    def send(index: int) -> int:
+        kind, user_id = work[index]
+        return clients[index % 8].patch(f"/Groups/{group_id}", json=op(kind, user_id)).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = Counter(pool.map(send, range(len(work))))
+    assert statuses == Counter({204: len(work)})
+    members = {m["value"] for m in setup.get(f"/Groups/{group_id}").json()["members"]}
+    assert members == set(keep + add)
+
+
+def test_parallel_creates_of_one_username(scim: ScimServer) -> None:
+    clients = [scim.client() for _ in range(8)]
+
+    def create(index: int) -> int:
+        return clients[index].post("/Users", json={"userName": "Same.Name"}).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = Counter(pool.map(create, range(8)))
+    assert statuses == Counter({201: 1, 409: 7})
+    assert clients[0].get("/Users").json()["totalResults"] == 1
+
+
+def test_parallel_user_patches_keep_every_change(scim: ScimServer) -> None:
+    setup = scim.client()
+    user_id = setup.post("/Users", json={"userName": "many.changes"}).json()["id"]
+    clients = [scim.client() for _ in range(6)]
+
+    def add_email(index: int) -> int:
+        body = {
+            "schemas": [PATCH],
+            "Operations": [
+                {
+                    "op": "add",
+                    "path": "emails",
+                    "value": [{"value": f"e{index}@example.com", "type": f"t{index}"}],
+                }
+            ],
+        }
+        return clients[index % 6].patch(f"/Users/{user_id}", json=body).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert set(pool.map(add_email, range(18))) == {200}
+    emails = {e["value"] for e in setup.get(f"/Users/{user_id}").json()["emails"]}
+    assert emails == {f"e{i}@example.com" for i in range(18)}
