@@ -140,7 +140,9 @@ def test_secret_from_systemd_credential(tmp_path: Path, monkeypatch: pytest.Monk
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "seed-key").write_text("k" * 44)
-    path = write(tmp_path, "org: {name: X, base_url: https://x}\nsecrets:\n  seed_key: {credential: seed-key}\n")
+    path = write(
+        tmp_path, "org: {name: X, base_url: https://x}\nsecrets:\n  seed_key: {credential: seed-key}\n"
+    )
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
     config = load_config(path)
     assert config.secrets.seed_key is not None and config.secrets.seed_key.get() == "k" * 44

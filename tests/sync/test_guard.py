@@ -281,9 +281,7 @@ def test_membership_removals_over_the_limit_hold() -> None:
 
 def test_group_left_scope_counts_its_removals() -> None:
     limits = Sync(max_membership_removals=Limit(count=5, percent=100))
-    gone = GroupAction(
-        Op.DISABLE, "g-9", "gone", remove_users=frozenset(f"a-{i}" for i in range(6))
-    )
+    gone = GroupAction(Op.DISABLE, "g-9", "gone", remove_users=frozenset(f"a-{i}" for i in range(6)))
     assert (
         judge(plan(groups=(gone,), linked_memberships=6), limits, last_good_users=None).verdict
         is Verdict.HOLD

@@ -25,8 +25,15 @@ HEADER = ["id", "username", "email", "given_name", "family_name", "disabled", "t
 
 def people(n: int) -> list[dict[str, str]]:
     return [
-        {"id": f"u{i}", "username": f"user{i}", "email": f"user{i}@example.com", "given_name": f"Given{i}",
-         "family_name": "Ødegaard" if i == 1 else f"Family{i}", "disabled": "false", "title": "Engineer"}
+        {
+            "id": f"u{i}",
+            "username": f"user{i}",
+            "email": f"user{i}@example.com",
+            "given_name": f"Given{i}",
+            "family_name": "Ødegaard" if i == 1 else f"Family{i}",
+            "disabled": "false",
+            "title": "Engineer",
+        }
         for i in range(n)
     ]
 
@@ -42,8 +49,9 @@ class Directory:
             {"id": "g1", "name": "staff", "members": "u0;u1;u2", "member_groups": "g2"},
             {"id": "g2", "name": "engineering", "members": "u3;u4", "member_groups": ""},
         ]
-        self.source = FileSource(kind="file", name=name, format="csv", users=self.users_path,
-                                 groups=self.groups_path)
+        self.source = FileSource(
+            kind="file", name=name, format="csv", users=self.users_path, groups=self.groups_path
+        )
 
     def write(self) -> None:
         with self.users_path.open("w", newline="", encoding="utf-8") as f:
@@ -146,7 +154,9 @@ def test_changes_disable_left_scope_and_rename(db: Database, hr: Directory) -> N
     assert user_by_name(db, "user2-renamed").id == renamed_id  # anchor, not username: no second user
     gone = user_by_name(db, "user3")
     assert gone.status is UserStatus.PROVISIONING_DISABLED and gone.deleted_at is not None
-    changes = [(r.target_id, r.old, r.new, r.reason) for r in audit_rows(db) if r.action == "user.status_changed"]
+    changes = [
+        (r.target_id, r.old, r.new, r.reason) for r in audit_rows(db) if r.action == "user.status_changed"
+    ]
     assert (gone.id, "UNENROLLED", "PROVISIONING_DISABLED", "left scope") in changes
     assert {r.run_id for r in audit_rows(db) if r.action == "user.status_changed"} == {result.run_id}
     assert first.run_id != result.run_id
@@ -183,7 +193,10 @@ def test_guard_holds_mass_disable_and_changes_nothing(db: Database, hr: Director
         run = session.get(SyncRun, result.run_id)
         assert run is not None and run.status == "held" and run.plan is not None
         assert sorted(row["name"] for row in run.plan if row["op"] == "disable") == [
-            "user6", "user7", "user8", "user9"
+            "user6",
+            "user7",
+            "user8",
+            "user9",
         ]
 
 
@@ -191,8 +204,17 @@ def test_bad_row_fails_the_run_and_changes_nothing(db: Database, hr: Directory) 
     sync(db, hr)
     before = statuses(db)
     hr.user("u4")["email"] = "not-an-address"
-    hr.users.append({"id": "u99", "username": "", "email": "", "given_name": "", "family_name": "",
-                     "disabled": "", "title": ""})
+    hr.users.append(
+        {
+            "id": "u99",
+            "username": "",
+            "email": "",
+            "given_name": "",
+            "family_name": "",
+            "disabled": "",
+            "title": "",
+        }
+    )
     result = sync(db, hr)
     assert result.status == "failed"
     assert result.reason is not None and "hr-users.csv:6: email" in result.reason
@@ -221,7 +243,9 @@ def test_dry_run_changes_nothing_and_keeps_the_plan(db: Database, hr: Directory)
         assert len([row for row in run.plan if row["object"] == "user"]) == 10
 
 
-def test_username_owned_by_another_source_is_not_taken_over(db: Database, hr: Directory, tmp_path: Path) -> None:
+def test_username_owned_by_another_source_is_not_taken_over(
+    db: Database, hr: Directory, tmp_path: Path
+) -> None:
     sync(db, hr)
     other = Directory(tmp_path, "other")
     other.users = [{**people(1)[0], "id": "x0", "email": "x@example.com"}]
