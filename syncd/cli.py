@@ -190,6 +190,8 @@ def sync_cmd(
     else:
         names = [s.name for s in config.sources if s.enabled and getattr(s, "kind", "") == "file"]
     db = service.open_database(config, upgrade=False)
+    if not dry_run and any(config.source(name).invite_new_users for name in names):
+        service.enrollment_settings(config, db)  # new users get their invite in the same unit of work
     worst = 0
     for name in names:
         result = _sync_one(config, db, name, dry_run=dry_run, interactive=not as_json and out.is_terminal)
@@ -320,6 +322,12 @@ def _user_json(user: Any) -> dict[str, Any]:
         "deleted_in_source_at": user.deleted_at.isoformat() if user.deleted_at else None,
     }
 
+
+# Enrollment and mail commands live in their own module (it reuses the helpers above).
+from syncd.cli_enrollment import invite_cmd, outbox_group  # noqa: E402
+
+main.add_command(invite_cmd)
+main.add_command(outbox_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

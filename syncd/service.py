@@ -1,7 +1,8 @@
-"""The daemon: open the store (migrating under a lock), sync the pull sources due at start, serve HTTP.
+"""The daemon: open the store (migrating under a lock), sync the pull sources due at start, serve HTTP,
+and run the mail relay (with enrollment reminders) as a background task.
 
 This is the foundation's daemon; the service work adds the scheduler, leader election, systemd notify and
-SIGHUP reload here.
+SIGHUP reload here (the relay then becomes a scheduled job).
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ import uvicorn
 from syncd.api.app import create_app
 from syncd.config.models import Config
 from syncd.errors import SyncdError
+from syncd.mail.relay import Relay
+from syncd.mail.render import Renderer
 from syncd.sources.readers import kind_of, reader_for
-from syncd.store import schema
+from syncd.store import enrollment, schema
 from syncd.store.db import Database
+from syncd.store.enrollment import EnrollmentSettings
+from syncd.store.keys import keys_from_config
 from syncd.sync.engine import Progress, RunResult, run_sync
 
 log = logging.getLogger("syncd.service")
@@ -35,6 +40,15 @@ def open_database(config: Config, *, upgrade: bool) -> Database:
     else:
         schema.check_current(db)
     return db
+
+
+def enrollment_settings(config: Config, db: Database | None = None) -> EnrollmentSettings:
+    """The enrollment settings (needs ``secrets.seed_key``: a :class:`ConfigError` says how to make one);
+    attached to ``db`` so that syncs invite the new users of sources with ``invite_new_users``."""
+    settings = EnrollmentSettings.from_config(config, keys_from_config(config))
+    if db is not None:
+        enrollment.attach(db, settings)
+    return settings
 
 
 def sync_source(
@@ -70,9 +84,13 @@ def startup_syncs(config: Config, db: Database) -> None:
 
 def run(config: Config) -> None:
     """Run the daemon in the foreground until SIGINT/SIGTERM."""
+    settings = enrollment_settings(config)  # fail closed without the seed key, before touching anything
+    Renderer(config.org, config.mail).check()  # overridden templates that don't render stop the start
     db = open_database(config, upgrade=True)
+    enrollment.attach(db, settings)
     startup_syncs(config, db)
-    app = create_app(config, db)
+    app = create_app(config, db, settings)
+    relay = Relay(db, config, settings)
     log.info("listening", extra={"address": config.api.listen})
     server = _Server(
         uvicorn.Config(
@@ -86,7 +104,7 @@ def run(config: Config) -> None:
         )
     )
     try:
-        asyncio.run(_serve(server))
+        asyncio.run(_serve(server, relay, config.scheduler.mail_interval.total_seconds()))
     finally:
         db.dispose()
     log.info("stopped")
@@ -100,13 +118,23 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def _serve(server: uvicorn.Server) -> None:
+async def _serve(server: uvicorn.Server, relay: Relay, interval: float) -> None:
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _request_exit, server, sig)
-    await server.serve()
+        loop.add_signal_handler(sig, _request_exit, server, stop, sig)
+    relay_task = asyncio.create_task(relay.run_forever(stop, interval=interval), name="mail-relay")
+    try:
+        await server.serve()
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(relay_task, timeout=30)
+        except TimeoutError:
+            log.warning("mail relay did not stop in 30 s; its claimed mail is released when its lease ends")
 
 
-def _request_exit(server: uvicorn.Server, sig: signal.Signals) -> None:
+def _request_exit(server: uvicorn.Server, stop: asyncio.Event, sig: signal.Signals) -> None:
     log.info("stopping", extra={"signal": sig.name})
     server.should_exit = True
+    stop.set()

@@ -39,10 +39,12 @@ def syncd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 def write_config(tmp_path: Path, db: DatabaseConfig, *, extra: str = "", port: int = 8080) -> Path:
     shutil.copytree(DEMO, tmp_path / "demo")
     password = f"\n  password: {{file: {db.password.file}}}" if db.password is not None else ""
+    (tmp_path / "seed.key").write_text("test-seed-key-0123456789abcdefghijklmnopqrstuvwxyz\n")
     text = f"""\
 org: {{name: Test Corp, base_url: http://127.0.0.1:{port}}}
 database:
   url: {db.url}{password}
+secrets: {{seed_key: {{file: seed.key}}}}
 sources:
   - name: demo
     kind: file

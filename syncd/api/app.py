@@ -1,24 +1,65 @@
-"""FastAPI app factory. Health endpoints now; the admin API, SCIM and pages mount here as they land."""
+"""FastAPI app factory: health, the self-service registration API, the enrollment pages.
+
+The admin API and SCIM mount here as they land. Every response carries the security headers of
+:func:`_security_headers` (CSP, no referrer, no framing).
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from syncd import __version__
+from syncd.api import enroll_pages, selfservice
 from syncd.api.scim import create_scim_app
 from syncd.config.models import Config
 from syncd.errors import SyncdError
 from syncd.store import schema
 from syncd.store.db import Database
+from syncd.store.enrollment import EnrollmentSettings
+
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "cross-origin-opener-policy": "same-origin",
+}
+NO_STORE_PREFIXES = ("/enroll", "/api/")
 
 
-def create_app(config: Config, db: Database) -> FastAPI:
-    """Build the app for one config and database (no module-level state)."""
+def create_app(config: Config, db: Database, enrollment: EnrollmentSettings | None = None) -> FastAPI:
+    """Build the app for one config and database (no module-level state).
+
+    Without ``enrollment`` (no seed key: ``check-config`` and tests of other parts) the registration API
+    and the enrollment pages answer that enrollment is not configured.
+    """
     app = FastAPI(title="syncd", version=__version__, docs_url=None, redoc_url=None)
     app.state.config = config
     app.state.db = db
+    app.state.enrollment = enrollment
     app.mount("/scim/v2", create_scim_app(config, db))  # SCIM 2.0 (docs/adr/0030)
+    app.include_router(selfservice.router)
+    app.include_router(enroll_pages.router)
+
+    @app.middleware("http")
+    async def _security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.url.path.startswith(NO_STORE_PREFIXES) and not request.url.path.startswith(
+            "/enroll/assets"
+        ):
+            response.headers["cache-control"] = "no-store"
+        return response
 
     @app.exception_handler(SyncdError)
     async def _syncd_error(_request: Request, error: SyncdError) -> JSONResponse:
@@ -45,5 +86,18 @@ def create_app(config: Config, db: Database) -> FastAPI:
     return app
 
 
+STATUS_BY_CODE = {
+    "not_found": 404,
+    "refused": 409,
+    "already_running": 409,
+    "usage": 400,
+    "rate_limited": 429,
+    "unauthenticated": 401,
+    "invalid_code": 400,
+    "factor_locked": 423,
+    "expired": 410,
+}
+
+
 def _status(error: SyncdError) -> int:
-    return {"not_found": 404, "refused": 409, "already_running": 409, "usage": 400}.get(error.code, 503)
+    return STATUS_BY_CODE.get(error.code, 503)
