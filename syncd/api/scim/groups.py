@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from syncd.api.scim import patch, resources, validation
@@ -26,7 +27,29 @@ from syncd.domain.lifecycle import AuditEvent
 from syncd.store import audit, groups, links
 from syncd.store.tables import Group, GroupMember, GroupNesting, User, utcnow
 
-COLUMNS = (Group.id, Group.name, Group.attributes, Group.created_at, Group.updated_at)
+T, USERS_T, MEMBERS, NESTING = Group.__table__, User.__table__, GroupMember.__table__, GroupNesting.__table__
+COLUMNS = (T.c.id, T.c.name, T.c.attributes, T.c.created_at, T.c.updated_at)
+BY_ID = sa.select(*COLUMNS).where(T.c.id == sa.bindparam("id"), T.c.managed_by == sa.bindparam("source"))
+BY_ID = BY_ID.where(T.c.deleted_at.is_(None))
+CHILD = T.alias("child")
+USER_MEMBERS = (
+    sa.select(MEMBERS.c.group_id, USERS_T.c.id, sa.func.coalesce(MEMBERS.c.display, USERS_T.c.username))
+    .join(USERS_T, USERS_T.c.id == MEMBERS.c.user_id)
+    .where(
+        MEMBERS.c.group_id.in_(sa.bindparam("ids", expanding=True)),
+        USERS_T.c.managed_by == sa.bindparam("source"),
+        USERS_T.c.deleted_at.is_(None),
+    )
+)
+GROUP_MEMBERS = (
+    sa.select(NESTING.c.parent_id, CHILD.c.id, sa.func.coalesce(NESTING.c.display, CHILD.c.name))
+    .join(CHILD, CHILD.c.id == NESTING.c.child_id)
+    .where(
+        NESTING.c.parent_id.in_(sa.bindparam("ids", expanding=True)),
+        CHILD.c.managed_by == sa.bindparam("source"),
+        CHILD.c.deleted_at.is_(None),
+    )
+)
 Result = tuple[dict[str, Any], str]
 
 
@@ -34,50 +57,40 @@ def _visible(client: Client) -> list[Any]:
     return [Group.managed_by == client.source, Group.deleted_at.is_(None)]
 
 
-def _members_of(session: Session, client: Client, ids: list[str]) -> dict[str, list[Member]]:
+def _members_of(conn: Connection | Session, client: Client, ids: list[str]) -> dict[str, list[Member]]:
     out: dict[str, list[Member]] = {}
     if not ids:
         return out
-    user_query = (
-        sa.select(GroupMember.group_id, User.id, sa.func.coalesce(GroupMember.display, User.username))
-        .join(User, User.id == GroupMember.user_id)
-        .where(GroupMember.group_id.in_(ids), User.managed_by == client.source, User.deleted_at.is_(None))
-    )
-    for group_id, user_id, username in session.execute(user_query):
-        out.setdefault(group_id, []).append(Member(user_id, "User", username))
-    group_query = (
-        sa.select(GroupNesting.parent_id, Group.id, sa.func.coalesce(GroupNesting.display, Group.name))
-        .join(Group, Group.id == GroupNesting.child_id)
-        .where(GroupNesting.parent_id.in_(ids), *_visible(client))
-    )
-    for parent_id, child_id, name in session.execute(group_query):
-        out.setdefault(parent_id, []).append(Member(child_id, "Group", name))
+    params = {"ids": ids, "source": client.source}
+    for group_id, user_id, display in conn.execute(USER_MEMBERS, params):
+        out.setdefault(group_id, []).append(Member(user_id, "User", display))
+    for parent_id, child_id, display in conn.execute(GROUP_MEMBERS, params):
+        out.setdefault(parent_id, []).append(Member(child_id, "Group", display))
     for members in out.values():
         members.sort(key=lambda m: (m.type, m.display or "", m.id))
     return out
 
 
-def _render(session: Session, ctx: Context, client: Client, row: Any, proj: Projection) -> Result:
-    members = _members_of(session, client, [row.id]).get(row.id, []) if proj.wants("members") else None
+def _render(conn: Connection | Session, ctx: Context, client: Client, row: Any, proj: Projection) -> Result:
+    members = _members_of(conn, client, [row.id]).get(row.id, []) if proj.wants("members") else None
     return proj.apply(resources.render_group(row, ctx.base, members)), resources.version(row.updated_at)
 
 
 def get(ctx: Context, client: Client, group_id: str, proj: Projection) -> Result:
-    with ctx.db.read() as session:
-        row = session.execute(sa.select(*COLUMNS).where(Group.id == group_id, *_visible(client))).first()
+    with ctx.read() as conn:
+        row = conn.execute(BY_ID, {"id": group_id, "source": client.source}).first()
         if row is None:
             raise ResourceNotFoundError("Group not found")
-        return _render(session, ctx, client, row, proj)
+        return _render(conn, ctx, client, row, proj)
 
 
 def search(ctx: Context, client: Client, query: Query, *, lenient: bool = False) -> dict[str, Any]:
     proj = query.projection(GROUPS)
-    with ctx.db.read() as session:
+    visible = [T.c.managed_by == client.source, T.c.deleted_at.is_(None)]
+    with ctx.read() as conn:
         mapper = GroupMapper(ctx.dialect, client.source)
-        rows, total = page(
-            session, mapper, ctx.dialect, Group, COLUMNS, _visible(client), query, lenient=lenient
-        )
-        members = _members_of(session, client, [r.id for r in rows]) if proj.wants("members") else {}
+        rows, total = page(conn, mapper, ctx.dialect, T, COLUMNS, visible, query, lenient=lenient)
+        members = _members_of(conn, client, [r.id for r in rows]) if proj.wants("members") else {}
     found = [proj.apply(resources.render_group(r, ctx.base, members.get(r.id, []))) for r in rows]
     return list_response(found, total, query)
 
@@ -113,10 +126,17 @@ def create(ctx: Context, client: Client, body: Any, proj: Projection) -> Result:
         return _render(session, ctx, client, group, proj)
 
 
+LOCK = (
+    sa.select(Group)
+    .where(
+        Group.id == sa.bindparam("id"), Group.managed_by == sa.bindparam("source"), Group.deleted_at.is_(None)
+    )
+    .with_for_update()
+)
+
+
 def _locked(session: Session, client: Client, group_id: str, if_match: str | None) -> Group:
-    group = session.scalars(
-        sa.select(Group).where(Group.id == group_id, *_visible(client)).with_for_update()
-    ).first()
+    group = session.scalars(LOCK, {"id": group_id, "source": client.source}).first()
     if group is None:
         raise ResourceNotFoundError("Group not found")
     check_version(group.updated_at, if_match)
@@ -257,9 +277,10 @@ def _add(session: Session, client: Client, group: Group, values: list[Any]) -> N
         User.id.in_(ids), User.managed_by == client.source, User.deleted_at.is_(None)
     )
     user_ids = set(session.scalars(live_users))
-    group_ids = set(
-        session.scalars(sa.select(Group.id).where(Group.id.in_(ids - user_ids), *_visible(client)))
-    )
+    others = ids - user_ids
+    group_ids = set()
+    if others:
+        group_ids = set(session.scalars(sa.select(Group.id).where(Group.id.in_(others), *_visible(client))))
     unknown = ids - user_ids - group_ids
     if unknown:
         raise InvalidValueError(f"{len(unknown)} member(s) are not Users or Groups of this client")

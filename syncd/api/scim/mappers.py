@@ -13,11 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import aliased
 
 from syncd.api.scim.catalogue import GROUPS, USERS, Attr, Resolved, ResourceType
 from syncd.api.scim.filters import Elements, Expr, Mapper, Scalar
 from syncd.store.tables import Group, GroupMember, GroupNesting, User
+
+USERS_T, GROUPS_T = User.__table__, Group.__table__
+MEMBERS_T, NESTING_T = GroupMember.__table__, GroupNesting.__table__
 
 Scope = Callable[[str], Scalar | None]
 Predicate = Callable[[Scope], Expr]
@@ -78,20 +80,20 @@ class _JsonMapper(Mapper):
 
 class UserMapper(_JsonMapper):
     def __init__(self, dialect: str, source: str) -> None:
-        super().__init__(USERS, User.attributes, dialect)
+        super().__init__(USERS, USERS_T.c.attributes, dialect)
         self.source = source
 
     def scalar(self, resolved: Resolved) -> Scalar | None:
         name = resolved.attr.name
         if resolved.extension is None:
             if name == "id":
-                return Scalar(User.id, resolved.attr)
+                return Scalar(USERS_T.c.id, resolved.attr)
             if name == "userName":
-                return Scalar(User.username_key, resolved.attr, folded=True)
+                return Scalar(USERS_T.c.username_key, resolved.attr, folded=True)
             if name == "active":
-                return Scalar(User.provisioned, resolved.attr)
+                return Scalar(USERS_T.c.provisioned, resolved.attr)
             if name == "meta":
-                return _meta(resolved, User.created_at, User.updated_at, "User")
+                return _meta(resolved, USERS_T.c.created_at, USERS_T.c.updated_at, "User")
             if name in ("password", "groups"):
                 return None
         return self.json_scalar(resolved)
@@ -104,17 +106,17 @@ class UserMapper(_JsonMapper):
 
 class GroupMapper(_JsonMapper):
     def __init__(self, dialect: str, source: str) -> None:
-        super().__init__(GROUPS, Group.attributes, dialect)
+        super().__init__(GROUPS, GROUPS_T.c.attributes, dialect)
         self.source = source
 
     def scalar(self, resolved: Resolved) -> Scalar | None:
         name = resolved.attr.name
         if name == "id":
-            return Scalar(Group.id, resolved.attr)
+            return Scalar(GROUPS_T.c.id, resolved.attr)
         if name == "displayName":
-            return Scalar(Group.name_key, resolved.attr, folded=True)
+            return Scalar(GROUPS_T.c.name_key, resolved.attr, folded=True)
         if name == "meta":
-            return _meta(resolved, Group.created_at, Group.updated_at, "Group")
+            return _meta(resolved, GROUPS_T.c.created_at, GROUPS_T.c.updated_at, "Group")
         if name == "members":
             return None
         return self.json_scalar(resolved)
@@ -142,21 +144,20 @@ def _memberships(attr: Attr, source: str) -> Elements:
     """A user's ``groups``: the source's groups it is a direct member of (value = id, display = name)."""
 
     def exists(predicate: Predicate) -> Expr:
-        member = aliased(GroupMember)
-        group = aliased(Group)
-        columns = {"value": group.id, "display": group.name, "type": sa.literal("direct", sa.String)}
+        member, group = MEMBERS_T.alias(), GROUPS_T.alias()
+        columns = {"value": group.c.id, "display": group.c.name, "type": sa.literal("direct", sa.String)}
 
         def scope(name: str) -> Scalar | None:
             sub = attr.child(name)
             return Scalar(columns[sub.name], sub) if sub is not None and sub.name in columns else None
 
         return (
-            sa.select(member.user_id)
-            .join(group, group.id == member.group_id)
+            sa.select(member.c.user_id)
+            .join(group, group.c.id == member.c.group_id)
             .where(
-                member.user_id == User.id,
-                group.managed_by == source,
-                group.deleted_at.is_(None),
+                member.c.user_id == USERS_T.c.id,
+                group.c.managed_by == source,
+                group.c.deleted_at.is_(None),
                 predicate(scope),
             )
             .exists()
@@ -169,10 +170,9 @@ def _members(attr: Attr, source: str) -> Elements:
     """A group's ``members``: the source's users (type User) and nested groups (type Group)."""
 
     def exists(predicate: Predicate) -> Expr:
-        member, child = aliased(GroupMember), aliased(GroupNesting)
-        user, group = aliased(User), aliased(Group)
-        user_cols = {"value": member.user_id, "type": sa.literal("User", sa.String)}
-        group_cols = {"value": child.child_id, "type": sa.literal("Group", sa.String)}
+        member, child, user, group = MEMBERS_T.alias(), NESTING_T.alias(), USERS_T.alias(), GROUPS_T.alias()
+        user_cols = {"value": member.c.user_id, "type": sa.literal("User", sa.String)}
+        group_cols = {"value": child.c.child_id, "type": sa.literal("Group", sa.String)}
 
         def scope_of(columns: dict[str, Any]) -> Scope:
             def scope(name: str) -> Scalar | None:
@@ -182,15 +182,23 @@ def _members(attr: Attr, source: str) -> Elements:
             return scope
 
         users = (
-            sa.select(member.user_id)
-            .join(user, user.id == member.user_id)
-            .where(member.group_id == Group.id, user.managed_by == source, predicate(scope_of(user_cols)))
+            sa.select(member.c.user_id)
+            .join(user, user.c.id == member.c.user_id)
+            .where(
+                member.c.group_id == GROUPS_T.c.id,
+                user.c.managed_by == source,
+                predicate(scope_of(user_cols)),
+            )
             .exists()
         )
         groups = (
-            sa.select(child.child_id)
-            .join(group, group.id == child.child_id)
-            .where(child.parent_id == Group.id, group.managed_by == source, predicate(scope_of(group_cols)))
+            sa.select(child.c.child_id)
+            .join(group, group.c.id == child.c.child_id)
+            .where(
+                child.c.parent_id == GROUPS_T.c.id,
+                group.c.managed_by == source,
+                predicate(scope_of(group_cols)),
+            )
             .exists()
         )
         return sa.or_(users, groups)

@@ -7,12 +7,13 @@ as 0, and a ``count`` above :data:`MAX_COUNT` is cut to it (the RFC lets a serve
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from syncd.api.scim.catalogue import ResourceType
 from syncd.api.scim.errors import InvalidSyntaxError, InvalidValueError
@@ -45,8 +46,8 @@ def _int(raw: Any, name: str) -> int:
         raise InvalidValueError(f"{name} must be an integer")
     if isinstance(raw, int):
         return raw
-    if isinstance(raw, str) and raw.strip().lstrip("+-").isdigit() and len(raw) < 20:
-        return int(raw)
+    if isinstance(raw, str) and re.fullmatch(r"[+-]?[0-9]{1,18}", raw.strip()):
+        return int(raw)  # ASCII digits only: "¹".isdigit() is True but int("¹") fails
     raise InvalidValueError(f"{name} must be an integer")
 
 
@@ -105,10 +106,10 @@ def _query(values: Mapping[str, Any]) -> Query:
 
 
 def page(
-    session: Session,
+    conn: Connection,
     mapper: Mapper,
     dialect: str,
-    entity: Any,
+    table: Any,
     columns: Sequence[Any],
     visible: Sequence[Expr],
     query: Query,
@@ -127,12 +128,12 @@ def page(
         order = [key.is_(None), key.desc() if query.descending else key.asc()]
     rows: list[Any] = []
     if query.count:
-        statement = sa.select(*columns).where(*conditions).order_by(*order, entity.id)
+        statement = sa.select(*columns).where(*conditions).order_by(*order, table.c.id)
         statement = statement.offset(query.start_index - 1).limit(query.count)
-        rows = list(session.execute(statement))
+        rows = list(conn.execute(statement))
     if query.start_index == 1 and len(rows) < query.count:
         return rows, len(rows)
-    total = session.scalar(sa.select(sa.func.count()).select_from(entity).where(*conditions)) or 0
+    total = conn.scalar(sa.select(sa.func.count()).select_from(table).where(*conditions)) or 0
     return rows, int(total)
 
 

@@ -67,6 +67,10 @@ class _Api:
         self.ctx = Context(db, base)
         self.docs = discovery.build(base, config.api.max_body_bytes)
         self.max_body = config.api.max_body_bytes
+        # SQLite point reads (by id, by userName) run on the event loop: in WAL mode a reader never waits
+        # for a writer, and an indexed lookup takes far less than a thread-pool round trip. Everything
+        # else (scans, writes, PostgreSQL's network round trips) runs in the thread pool.
+        self.inline_point_reads = db.is_sqlite
 
     def app(self) -> Starlette:
         docs = self.docs
@@ -135,8 +139,10 @@ class _Api:
 
         async def collection(request: Request, client: Client) -> Response:
             if request.method == "GET":
-                found = await run_in_threadpool(module.search, ctx, client, _params(request))
-                return scim_response(found)
+                wanted = _params(request)
+                if self.inline_point_reads and module is users and users.is_point_lookup(wanted):
+                    return scim_response(users.search(ctx, client, wanted))  # see __init__
+                return scim_response(await run_in_threadpool(module.search, ctx, client, wanted))
             if request.method == "POST":
                 body = await self.read_json(request)
                 proj = _params(request).projection(rt)
@@ -155,7 +161,10 @@ class _Api:
             proj = _params(request).projection(rt)
             method = request.method
             if method == "GET":
-                result = await run_in_threadpool(module.get, ctx, client, object_id, proj)
+                if self.inline_point_reads:
+                    result = module.get(ctx, client, object_id, proj)
+                else:
+                    result = await run_in_threadpool(module.get, ctx, client, object_id, proj)
                 if request.headers.get("if-none-match") in (result[1], "*"):
                     return Response(status_code=304, headers={"etag": result[1]})
                 return _single(result)

@@ -10,16 +10,19 @@ enrollment invite in the same unit of work when the source has ``invite_new_user
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from syncd.api.scim import patch, resources, validation
 from syncd.api.scim.auth import Client
 from syncd.api.scim.catalogue import USERS
 from syncd.api.scim.context import Context, check_version
-from syncd.api.scim.errors import ResourceNotFoundError, UniquenessError
+from syncd.api.scim.errors import InvalidFilterError, ResourceNotFoundError, UniquenessError
 from syncd.api.scim.mappers import UserMapper
 from syncd.api.scim.query import Query, list_response, page
 from syncd.api.scim.resources import Projection
@@ -27,56 +30,98 @@ from syncd.domain.lifecycle import AuditEvent
 from syncd.store import audit, invites, links, users
 from syncd.store.tables import Group, GroupMember, User, utcnow
 
-COLUMNS = (User.id, User.username, User.provisioned, User.attributes, User.created_at, User.updated_at)
+# Reads are Core statements built once (bound parameters): the lookups IdPs make are the hot path.
+T, MEMBERS, GROUP_T = User.__table__, GroupMember.__table__, Group.__table__
+COLUMNS = (T.c.id, T.c.username, T.c.provisioned, T.c.attributes, T.c.created_at, T.c.updated_at)
+VISIBLE = (T.c.managed_by == sa.bindparam("source"), T.c.deleted_at.is_(None))
+BY_ID = sa.select(*COLUMNS).where(T.c.id == sa.bindparam("id"), *VISIBLE)
+BY_USERNAME = sa.select(*COLUMNS).where(T.c.username_key == sa.bindparam("key"), *VISIBLE)
+GROUPS_OF = (
+    sa.select(MEMBERS.c.user_id, GROUP_T.c.id, GROUP_T.c.name)
+    .join(GROUP_T, GROUP_T.c.id == MEMBERS.c.group_id)
+    .where(
+        MEMBERS.c.user_id.in_(sa.bindparam("ids", expanding=True)),
+        GROUP_T.c.managed_by == sa.bindparam("source"),
+        GROUP_T.c.deleted_at.is_(None),
+    )
+    .order_by(GROUP_T.c.name)
+)
 Result = tuple[dict[str, Any], str]  # the rendered resource and its version
 
 
 def _visible(client: Client) -> list[Any]:
-    return [User.managed_by == client.source, User.deleted_at.is_(None)]
+    return [T.c.managed_by == client.source, T.c.deleted_at.is_(None)]
 
 
-def _groups_of(session: Session, client: Client, ids: list[str]) -> dict[str, list[tuple[str, str]]]:
+def _groups_of(
+    conn: Connection | Session, client: Client, ids: list[str]
+) -> dict[str, list[tuple[str, str]]]:
     out: dict[str, list[tuple[str, str]]] = {}
-    if not ids:
-        return out
-    query = (
-        sa.select(GroupMember.user_id, Group.id, Group.name)
-        .join(Group, Group.id == GroupMember.group_id)
-        .where(
-            GroupMember.user_id.in_(ids),
-            Group.managed_by == client.source,
-            Group.deleted_at.is_(None),
-        )
-        .order_by(Group.name)
-    )
-    for user_id, group_id, name in session.execute(query):
-        out.setdefault(user_id, []).append((group_id, name))
+    if ids:
+        for user_id, group_id, name in conn.execute(GROUPS_OF, {"ids": ids, "source": client.source}):
+            out.setdefault(user_id, []).append((group_id, name))
     return out
 
 
-def _render(session: Session, ctx: Context, client: Client, row: Any, proj: Projection) -> Result:
-    groups = _groups_of(session, client, [row.id]).get(row.id) if proj.wants("groups") else None
+def _render(conn: Connection | Session, ctx: Context, client: Client, row: Any, proj: Projection) -> Result:
+    groups = _groups_of(conn, client, [row.id]).get(row.id) if proj.wants("groups") else None
     return proj.apply(resources.render_user(row, ctx.base, groups)), resources.version(row.updated_at)
 
 
 def get(ctx: Context, client: Client, user_id: str, proj: Projection) -> Result:
-    with ctx.db.read() as session:
-        row = session.execute(sa.select(*COLUMNS).where(User.id == user_id, *_visible(client))).first()
+    with ctx.read() as conn:
+        row = conn.execute(BY_ID, {"id": user_id, "source": client.source}).first()
         if row is None:
             raise ResourceNotFoundError("User not found")
-        return _render(session, ctx, client, row, proj)
+        return _render(conn, ctx, client, row, proj)
 
 
 def search(ctx: Context, client: Client, query: Query, *, lenient: bool = False) -> dict[str, Any]:
     proj = query.projection(USERS)
-    with ctx.db.read() as session:
-        mapper = UserMapper(ctx.dialect, client.source)
-        rows, total = page(
-            session, mapper, ctx.dialect, User, COLUMNS, _visible(client), query, lenient=lenient
-        )
-        groups = _groups_of(session, client, [r.id for r in rows]) if proj.wants("groups") else {}
+    with ctx.read() as conn:
+        key = _username_lookup(query)
+        if key is not None:  # userName eq "…": at most one live user, one indexed statement
+            rows = list(conn.execute(BY_USERNAME, {"key": key, "source": client.source}))
+            total = len(rows)
+            rows = rows[query.start_index - 1 : query.start_index - 1 + query.count]
+        else:
+            mapper = UserMapper(ctx.dialect, client.source)
+            rows, total = page(
+                conn, mapper, ctx.dialect, T, COLUMNS, _visible(client), query, lenient=lenient
+            )
+        groups = _groups_of(conn, client, [r.id for r in rows]) if proj.wants("groups") else {}
     found = [proj.apply(resources.render_user(r, ctx.base, groups.get(r.id))) for r in rows]
     return list_response(found, total, query)
+
+
+def is_point_lookup(query: Query) -> bool:
+    """Whether the query is a plain ``userName eq`` lookup (one indexed statement)."""
+    try:
+        return _username_lookup(query) is not None
+    except InvalidFilterError:
+        return False
+
+
+# ``userName eq "…"`` (optionally URN-qualified, any case): recognised without the parser, which costs
+# more than the lookup itself; anything else goes through filters.parse.
+USERNAME_EQ = re.compile(
+    r'\s*(?:urn:ietf:params:scim:schemas:core:2\.0:user:)?username\s+eq\s+("(?:[^"\\]|\\.)*")\s*',
+    re.IGNORECASE,
+)
+
+
+def _username_lookup(query: Query) -> str | None:
+    """The casefolded userName of a plain ``userName eq "…"`` filter without sorting, else None."""
+    if query.filter is None or query.sort_by is not None:
+        return None
+    match = USERNAME_EQ.fullmatch(query.filter)
+    if match is None:
+        return None
+    try:
+        value = json.loads(match.group(1))
+    except ValueError:
+        return None  # let the parser say what is wrong with it
+    return validation.text(value, "userName", InvalidFilterError).casefold()
 
 
 def create(ctx: Context, client: Client, body: Any, proj: Projection) -> Result:
@@ -127,9 +172,17 @@ def _take_over(
     return user
 
 
+LOCK = (
+    sa.select(User)
+    .where(
+        User.id == sa.bindparam("id"), User.managed_by == sa.bindparam("source"), User.deleted_at.is_(None)
+    )
+    .with_for_update()
+)
+
+
 def _locked(session: Session, client: Client, user_id: str, if_match: str | None) -> User:
-    query = sa.select(User).where(User.id == user_id, *_visible(client)).with_for_update()
-    user = session.scalars(query).first()
+    user = session.scalars(LOCK, {"id": user_id, "source": client.source}).first()
     if user is None:
         raise ResourceNotFoundError("User not found")
     check_version(user.updated_at, if_match)
@@ -139,24 +192,30 @@ def _locked(session: Session, client: Client, user_id: str, if_match: str | None
 def _set_active(session: Session, client: Client, user: User, active: bool) -> None:
     if active == user.provisioned:
         return
-    devices = users.device_states(session, [user.id]).get(user.id, {})
+    with session.no_autoflush:  # the device query must not flush half-applied changes first
+        devices = users.device_states(session, [user.id]).get(user.id, {})
     reason = "reactivated by SCIM client" if active else "deactivated by SCIM client (active=false)"
     users.set_provisioned_status(session, user, active, devices, actor=client.actor, reason=reason)
 
 
-def _write(session: Session, client: Client, user: User, doc: dict[str, Any], *, replacing: bool) -> None:
+def _write(session: Session, client: Client, user: User, doc: dict[str, Any], *, replacing: bool) -> bool:
+    """Apply a validated document; False when it changes nothing (no write, same version)."""
     fields, active = resources.user_columns(doc)
+    if active is None and "active" in (user.attributes or {}) and replacing:
+        fields["attributes"]["active"] = user.provisioned  # PUT without active leaves it (RFC 7644 §3.5.1)
+    unchanged = all(getattr(user, name) == value for name, value in fields.items())
+    if unchanged and (active is None or active == user.provisioned):
+        return False
     key = users.username_key(fields["username"])
     if key != user.username_key:
         owner = users.owners_of_usernames(session, [key]).get(key)
         if owner is not None and owner[0] != user.id:
             raise UniquenessError("userName is already in use")
-    if active is None and "active" in (user.attributes or {}) and replacing:
-        fields["attributes"]["active"] = user.provisioned  # PUT without active leaves it (RFC 7644 §3.5.1)
-    users.update_fields(user, fields)
-    user.updated_at = utcnow()
     if active is not None:
         _set_active(session, client, user, active)
+    users.update_fields(user, fields)
+    user.updated_at = utcnow()
+    return True
 
 
 def replace(

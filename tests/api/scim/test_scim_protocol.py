@@ -48,6 +48,7 @@ def test_paging_is_stable_and_counts(scim: ScimServer) -> None:
     past = client.get("/Users", params={"startIndex": 50}).json()
     assert (past["totalResults"], past["Resources"]) == (7, [])
     scim_error(client.get("/Users", params={"count": "ten"}), 400, "invalidValue")
+    scim_error(client.get("/Users", params={"startIndex": "\u00b9"}), 400, "invalidValue")  # fuzzer found
     assert client.get("/Users", params={"filter": ""}).json()["totalResults"] == 7
 
 
