@@ -90,8 +90,8 @@ def main() -> None:
 @config_option
 @handle_errors
 def run_cmd(config_path: Path | None) -> None:
-    """Run the daemon: migrate the database, sync sources due at start, serve the HTTP API."""
-    service.run(_config(config_path))
+    """Run the daemon: migrate, serve the HTTP API, run the scheduled jobs (SIGHUP reloads the config)."""
+    service.run(_config(config_path), path=config_path or default_path())
 
 
 @main.command("check-config")
@@ -328,6 +328,10 @@ from syncd.cli_enrollment import invite_cmd, outbox_group  # noqa: E402
 
 main.add_command(invite_cmd)
 main.add_command(outbox_group)
+
+from syncd.cli_service import status_cmd  # noqa: E402
+
+main.add_command(status_cmd)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

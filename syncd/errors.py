@@ -78,6 +78,21 @@ class AlreadyRunningError(SyncdError):
     code = "already_running"
 
 
+class SyncInterruptedError(SourceError):
+    """A run stopped between two units of work because the daemon is stopping or lost the leadership;
+    everything committed so far is consistent and the next run completes it."""
+
+    code = "sync_interrupted"
+
+
+class NotLeaderError(SyncdError):
+    """This replica does not hold (or no longer holds) the leader lock, so a scheduled job may not commit
+    (fencing: a stale leader can't apply a sync after another replica took over)."""
+
+    exit_code = 8
+    code = "not_leader"
+
+
 class RateLimitedError(SyncdError):
     """A per-user limit refuses the operation for now (e.g. too many invites in 24 hours)."""
 

@@ -1,15 +1,38 @@
-"""Logging set-up: one event per line on standard error (journald-friendly), logfmt or JSON."""
+"""Logging set-up: one event per line on standard error (journald-friendly), logfmt or JSON.
+
+Fields bound with :func:`bound` (a job's source and run id, a request's id) are added to every event
+logged in that context, threads started with ``asyncio.to_thread`` included.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from syncd.config.models import Logging
 
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"color_message", "message", "asctime"}
+_bound: ContextVar[dict[str, object]] = ContextVar("syncd_log_fields", default={})  # noqa: B039 (never mutated)
+
+
+@contextlib.contextmanager
+def bound(**fields: object) -> Iterator[None]:
+    """Add ``fields`` to every event logged in this context until the block ends."""
+    token = _bound.set({**_bound.get(), **fields})
+    try:
+        yield
+    finally:
+        _bound.reset(token)
+
+
+def bind(**fields: object) -> None:
+    """Add ``fields`` to the events of the rest of the current context (e.g. a run id once it is known)."""
+    _bound.set({**_bound.get(), **fields})
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -25,7 +48,9 @@ class ConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = _fields(record)
-        head = f"{fields.pop('ts')!s:.23} {fields.pop('level')!s:7} {fields.pop('logger')}: {fields.pop('msg')}"
+        head = (
+            f"{fields.pop('ts')!s:.23} {fields.pop('level')!s:7} {fields.pop('logger')}: {fields.pop('msg')}"
+        )
         return " ".join([head, *(f"{key}={_quote(value)}" for key, value in fields.items())])
 
 
@@ -41,6 +66,7 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
         "logger": record.name,
         "msg": record.getMessage(),
     }
+    fields.update(_bound.get())
     fields.update({k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")})
     if record.exc_info and record.exc_info[0] is not None:
         fields["error"] = record.exc_info[0].__name__
@@ -66,5 +92,5 @@ def setup(config: Logging) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.level)
-    for noisy in ("uvicorn.access", "alembic"):
+    for noisy in ("uvicorn.access", "alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

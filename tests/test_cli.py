@@ -197,8 +197,12 @@ def test_daemon_serves_health_and_imports_demo_users(tmp_path: Path, database_co
                 break
             except httpx.TransportError:
                 time.sleep(0.2)
-        assert ready is not None and ready.status_code == 200 and ready.json() == {"status": "ok"}
+        assert ready is not None and ready.status_code == 200 and ready.json()["status"] == "ok"
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json() == {"status": "ok"}
+        while time.monotonic() < deadline:  # the start-up sync is a job that runs once the daemon is ready
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).json()["sources"].get("demo"):
+                break
+            time.sleep(0.2)
         listed = syncd("users", "list", "--status", "UNENROLLED", "--json", "-c", config)
         assert len(listed.stdout.splitlines()) == 11
     finally:

@@ -19,6 +19,7 @@ from syncd.errors import SyncdError
 from syncd.store import schema
 from syncd.store.db import Database
 from syncd.store.enrollment import EnrollmentSettings
+from syncd.store.stale_runs import last_runs
 
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -44,9 +45,9 @@ def create_app(config: Config, db: Database, enrollment: EnrollmentSettings | No
     app.state.config = config
     app.state.db = db
     app.state.enrollment = enrollment
-    app.mount("/scim/v2", create_scim_app(config, db))  # SCIM 2.0 (docs/adr/0030)
     app.include_router(selfservice.router)
     app.include_router(enroll_pages.router)
+    app.mount("/scim/v2", create_scim_app(config, db))  # SCIM 2.0 (docs/adr/0030)
 
     @app.middleware("http")
     async def _security_headers(
@@ -73,15 +74,20 @@ def create_app(config: Config, db: Database, enrollment: EnrollmentSettings | No
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"])
-    def readyz() -> JSONResponse:
-        """Ready: the database answers and its schema is the one this code expects."""
+    def readyz(request: Request) -> JSONResponse:
+        """Ready: the database answers and its schema is the one this code expects. Also says whether this
+        replica leads (runs the scheduled jobs) and how each source's last sync ended (a failed sync does
+        not make the API unready)."""
         try:
             db.ping()
             schema.check_current(db)
+            with db.read() as session:
+                last = last_runs(session)
         except SyncdError as error:
             body = {"status": "unavailable", "error": {"code": error.code, "message": "database not ready"}}
             return JSONResponse(body, status_code=503)
-        return JSONResponse({"status": "ok"})
+        role = getattr(request.app.state, "role", None)
+        return JSONResponse({"status": "ok", **({"role": role()} if role else {}), "sources": last})
 
     return app
 

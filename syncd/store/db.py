@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -61,6 +62,11 @@ class Database:
         with translate_errors(self.display_url), self._read() as session:
             yield session
 
+    def add_commit_check(self, check: Callable[[Session], None]) -> None:
+        """Run ``check(session)`` in every write unit of work right before it commits; whatever it raises
+        aborts the commit (the transaction rolls back). The scheduler's fencing uses it (docs/adr/0040)."""
+        event.listen(self._write, "before_commit", check)
+
     def ping(self) -> None:
         """Raise :class:`StoreError` unless the database answers a trivial query."""
         with self.read() as session:
@@ -104,13 +110,18 @@ class Database:
             "keepalives_idle": 30,
             "keepalives_interval": 10,
             "keepalives_count": 3,
-            "application_name": "syncd",
+            "application_name": application_name(),
         }
         if self.config.password is not None:
             connect_args["password"] = self.config.password.get()
         return sa.create_engine(
             url, pool_pre_ping=True, pool_size=self.config.pool_size, connect_args=connect_args
         )
+
+
+def application_name() -> str:
+    """``syncd host:pid``: names this process's sessions in ``pg_stat_activity`` (as run owners do)."""
+    return f"syncd {socket.gethostname()}:{os.getpid()}"[:63]
 
 
 def _check_sqlite_path(url: URL) -> None:
