@@ -116,7 +116,13 @@ class Daemon:
     """One ``syncd run`` process; output goes to ``log_path``."""
 
     def __init__(
-        self, config: Path, *, port: int, notify: NotifySocket | None = None, watchdog_s: float = 0
+        self,
+        config: Path,
+        *,
+        port: int,
+        notify: NotifySocket | None = None,
+        watchdog_s: float = 0,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.port = port
@@ -137,6 +143,7 @@ class Daemon:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=preexec,  # noqa: PLW1509
         )
 
     @property
