@@ -15,10 +15,11 @@ group member add (PATCH). Each is run for ``--duration`` seconds per server, ser
 each round so drift hits all alike; the figures are the medians over ``--rounds``. ``write`` is the mean
 of the three write operations. Needs ``wrk`` (Debian: ``apt-get install wrk``) and the dev extras.
 
-    .venv/bin/python bench/scim.py [--users N] [--groups M] [--duration S] [--rounds R] [--db sqlite,postgresql]
+    .venv/bin/python bench/scim.py [--users N] [--groups M] [--duration S] [--rounds R] \
+        [--db sqlite,postgresql]
 
-Ends with one line per database:
-``RESULT db=… lookup_vs_ref=… lookup_vs_bare=… write_vs_ref=… write_vs_bare=… p99_lookup_ms=… lookup_rps=… write_rps=…``
+Ends with one line per database: ``RESULT db=… lookup_vs_ref=… lookup_vs_bare=… write_vs_ref=…
+write_vs_bare=… p99_lookup_ms=… lookup_rps=… write_rps=…``
 """
 
 from __future__ import annotations
@@ -43,9 +44,14 @@ sys.path.insert(0, str(ROOT / "tests"))  # the test harness: throwaway PostgreSQ
 
 import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+import uvicorn  # noqa: E402
 from harness.net import free_port  # noqa: E402
 from harness.postgres import admin_url_from_env, create_database, drop_database  # noqa: E402
 
+from syncd.api.app import create_app  # noqa: E402
+from syncd.config.models import Config  # noqa: E402
+from syncd.config.models import Database as DatabaseConfig  # noqa: E402
+from syncd.config.secrets import SecretRef  # noqa: E402
 from syncd.store import schema  # noqa: E402
 from syncd.store.db import Database  # noqa: E402
 from syncd.store.tables import Group, SourceLink, User  # noqa: E402
@@ -98,18 +104,16 @@ def load_syncd(db: Database, users: int, groups: int) -> None:
         session.execute(sa.insert(Group), group_rows)
         session.execute(
             sa.insert(SourceLink),
-            [{"source": SOURCE, "object_type": "group", "anchor": g["id"], "object_id": g["id"]} for g in group_rows],
+            [
+                {"source": SOURCE, "object_type": "group", "anchor": g["id"], "object_id": g["id"]}
+                for g in group_rows
+            ],
         )
 
 
 # ---- servers ---------------------------------------------------------------------------------------------
 def serve_syncd(url: str, password: str | None, port: int, token_file: str) -> None:
     """Child process: syncd's app under uvicorn (one worker), SCIM client ``bench``."""
-    import uvicorn
-
-    from syncd.api.app import create_app
-    from syncd.config.models import Config
-
     database: dict[str, Any] = {"url": url, "synchronous": "NORMAL"}
     if password:
         database["password"] = {"env": "BENCH_PG_PASSWORD"}
@@ -193,7 +197,8 @@ end
 
 def run_wrk(script: Path, server: Server, op: str, token: str, args: argparse.Namespace) -> dict[str, float]:
     command = [
-        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency", "--timeout", "10s",
+        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+        "--timeout", "10s",
         "-s", str(script), f"http://127.0.0.1:{server.port}", "--",
         op, token, server.prefix, secrets.token_hex(4), str(args.users), str(args.groups),
     ]  # fmt: skip
@@ -250,10 +255,10 @@ def main() -> None:
         print(f"loading {args.users} users and {args.groups} groups …", flush=True)
         t0 = time.monotonic()
         ref_port = free_port()
-        servers.append(Server("ref", [str(ROOT / "bench/scim_ref.py"), str(data), str(ref_port), token], ref_port, "/v2"))
+        servers.append(
+            Server("ref", [str(ROOT / "bench/scim_ref.py"), str(data), str(ref_port), token], ref_port, "/v2")
+        )
         sqlite_path = work / "syncd.db"
-        from syncd.config.models import Database as DatabaseConfig
-
         sqlite_db = Database(DatabaseConfig(url=f"sqlite:///{sqlite_path}", synchronous="NORMAL"))
         load_syncd(sqlite_db, args.users, args.groups)
         sqlite_db.dispose()
@@ -276,14 +281,19 @@ def main() -> None:
             pg_config = DatabaseConfig(url=bare_url, password=None)
             os.environ["BENCH_PG_PASSWORD"] = str(url.password or "")
             if url.password:
-                from syncd.config.secrets import SecretRef
-
                 pg_config = DatabaseConfig(url=bare_url, password=SecretRef(env="BENCH_PG_PASSWORD"))
             pg_db = Database(pg_config)
             load_syncd(pg_db, args.users, args.groups)
             pg_db.dispose()
             port = free_port()
-            argv = [__file__, "--serve-syncd", bare_url, "yes" if url.password else "-", str(port), str(token_file)]
+            argv = [
+                __file__,
+                "--serve-syncd",
+                bare_url,
+                "yes" if url.password else "-",
+                str(port),
+                str(token_file),
+            ]
             targets["postgresql"] = Server("syncd-postgresql", argv, port, "/scim/v2")
             servers.append(targets["postgresql"])
         for server in servers:
@@ -312,7 +322,9 @@ def median(results: dict[tuple[str, str], list[dict[str, float]]], server: str, 
     return statistics.median(r[key] for r in results[(server, op)])
 
 
-def report(results: dict[tuple[str, str], list[dict[str, float]]], targets: dict[str, Server], args: Any) -> None:
+def report(
+    results: dict[tuple[str, str], list[dict[str, float]]], targets: dict[str, Server], args: Any
+) -> None:
     names = ["ref", *(s.name for s in targets.values()), "bare"]
     print(f"\nmedian of {args.rounds} rounds × {args.duration} s, {args.connections} connections (wrk):")
     print(f"{'operation':<12}" + "".join(f"{n:>26}" for n in names))

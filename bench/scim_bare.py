@@ -44,7 +44,8 @@ def build(path: str, token: str) -> Starlette:
             match = USERNAME.match(request.query_params.get("filter", ""))
             key = match.group(1).casefold() if match else ""
             rows = db.execute(
-                "SELECT id, username, provisioned FROM users WHERE username_key = ? AND deleted_at IS NULL", (key,)
+                "SELECT id, username, provisioned FROM users WHERE username_key = ? AND deleted_at IS NULL",
+                (key,),
             ).fetchall()
             found = [{"id": i, "userName": u, "active": bool(a)} for i, u, a in rows]
             return answer({"totalResults": len(found), "Resources": found})

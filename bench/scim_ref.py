@@ -11,6 +11,7 @@ import json
 import secrets
 import sys
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from scim2_models import EnterpriseUser, Group, ScimProvider, User
 from scim2_server.memory import InMemoryStorage
@@ -22,7 +23,6 @@ from scim2_server.utils import (
     load_default_schemas,
     load_default_service_provider_config,
 )
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 
 class PresetIds(InMemoryStorage):
@@ -44,7 +44,8 @@ def main() -> None:
     types = load_default_resource_types()
     provider = ScimProvider.from_discovery(load_default_schemas().values(), types.values(), config=config)
     storage = PresetIds()
-    data = json.loads(open(data_path, encoding="utf-8").read())
+    with open(data_path, encoding="utf-8") as file:
+        data = json.load(file)
     user_type, group_type = types["User"], types["Group"]
     for doc in data["users"]:
         storage.create(user_type, User[EnterpriseUser].model_validate(doc))
