@@ -189,6 +189,7 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+        self._log.close()
 
     def stop(self, timeout: float = 40) -> int:
         """SIGTERM and wait; the exit code."""
