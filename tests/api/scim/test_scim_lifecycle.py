@@ -162,3 +162,16 @@ def test_new_users_get_the_invite_in_the_same_unit_of_work(scim: ScimServer) -> 
         mailed = set(session.scalars(sa.select(OutboxMessage.user_id)))
     assert invited_users == mailed == {invited}
     assert not_invited not in invited_users and inactive not in invited_users
+
+
+def test_put_without_active_does_not_deactivate(scim: ScimServer) -> None:
+    client = scim.client()
+    user_id = client.post("/Users", json=new_user()).json()["id"]
+    replaced = client.put(f"/Users/{user_id}", json={"schemas": [USER], "userName": "bjensen@example.com"})
+    assert replaced.status_code == 200 and replaced.json()["active"] is True
+    assert stored(scim, user_id).provisioned
+    assert "emails" not in replaced.json()  # PUT replaces the rest
+    removed = client.patch(
+        f"/Users/{user_id}", json={"schemas": [PATCH], "Operations": [{"op": "remove", "path": "active"}]}
+    )
+    assert "active" not in removed.json() and stored(scim, user_id).provisioned  # unassigned, state kept
