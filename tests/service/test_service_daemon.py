@@ -29,7 +29,7 @@ from harness.service_daemon import (
 
 from syncd.config.models import Database as DatabaseConfig
 from syncd.store.db import Database
-from syncd.store.tables import SyncRun
+from syncd.store.tables import SyncRun, User
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo"
 
@@ -207,3 +207,43 @@ def test_start_errors_are_one_clear_line(tmp_path: Path, bad: str) -> None:
     assert result.returncode == 2
     assert f"syncd: api.listen 127.0.0.1:{port}: can't listen there: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sigterm_during_a_sync_stops_between_units_of_work(tmp_path: Path) -> None:
+    port = free_port()
+    users = write_users_csv(tmp_path / "big.csv", 20_000)
+    db = DatabaseConfig(url=f"sqlite:///{tmp_path / 'syncd.db'}")
+    config = service_config(
+        tmp_path, db, port=port, sources=f"  - {{name: big, kind: file, format: csv, users: {users}}}\n"
+    )
+    notify = NotifySocket(tmp_path / "notify")
+    daemon = Daemon(config, port=port, notify=notify)
+    try:
+        daemon.wait_ready(60)
+        store = Database(db)
+        try:
+
+            def applying() -> bool:  # the run has committed at least one batch of users
+                with store.read() as session:
+                    return bool(session.scalar(sa.select(sa.func.count()).select_from(User)))
+
+            assert until(applying, 60, interval=0.02)
+            signalled = time.monotonic()
+            assert daemon.stop(timeout=35) == 0, daemon.log
+            assert time.monotonic() - signalled < 30
+            with store.read() as session:
+                run = session.scalars(sa.select(SyncRun)).one()
+                count = session.scalar(sa.select(sa.func.count()).select_from(User))
+        finally:
+            store.dispose()
+    finally:
+        daemon.kill()
+        notify.close()
+    assert (count is not None and count % 500 == 0) or count == 20_000  # whole units of work only
+    if count < 20_000:
+        assert (run.status, run.reason) == (
+            "failed",
+            "run interrupted between units of work: the daemon is stopping",
+        )
+    else:
+        assert run.status == "ok"
