@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -260,6 +261,11 @@ class Jobs:
             if run_id is not None:
                 logs.bind(run=run_id)
 
+        if not context.db.is_sqlite:  # a run left by a dead process on another host (docs/adr/0040)
+            with context.db.write() as session:
+                closed = stale_runs.close_orphaned(session, source.name, socket.gethostname())
+            if closed:
+                log.warning("orphaned run closed", extra={"run": ",".join(closed)})
         reader = reader_for(source)
         return run_sync(
             context.db,

@@ -36,6 +36,32 @@ def close_running_of(session: Session, source: str, owner: str, reason: str) -> 
     return [run.id for run in rows]
 
 
+def close_orphaned(session: Session, source: str, this_host: str) -> list[str]:
+    """PostgreSQL: close the running runs of ``source`` left by a process on another host that has no
+    session in ``pg_stat_activity`` any more (every syncd process names its sessions ``syncd host:pid``).
+
+    Runs of this host are left to :func:`syncd.store.runs.start`, which checks the pid itself.
+    """
+    rows = session.scalars(
+        sa.select(SyncRun).where(SyncRun.source == source, SyncRun.status == "running")
+    ).all()
+    foreign = [run for run in rows if run.owner and run.owner.rpartition(":")[0] not in ("", this_host)]
+    if not foreign:
+        return []
+    live = set(
+        session.scalars(
+            sa.text("SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'syncd %'")
+        )
+    )
+    closed = []
+    for run in foreign:
+        if f"syncd {run.owner}"[:63] not in live:
+            reason = f"interrupted: its process ({run.owner}) no longer has a database session"
+            finish(session, run, "failed", reason=reason)
+            closed.append(run.id)
+    return closed
+
+
 def last_runs(session: Session) -> dict[str, dict[str, str | None]]:
     """Each source's last finished (not dry) run: status, reason and end time, for ``/readyz``."""
     newest = (

@@ -18,9 +18,9 @@ from syncd.config.models import Database as DatabaseConfig
 from syncd.config.secrets import SecretRef
 from syncd.errors import AlreadyRunningError, NotLeaderError
 from syncd.leader import LEADER_KEY, PostgresLeader, SqliteSingleInstance, for_database
-from syncd.store import schema
+from syncd.store import schema, stale_runs
 from syncd.store.db import Database
-from syncd.store.tables import AuditRecord
+from syncd.store.tables import AuditRecord, SyncRun
 
 
 class Campaign:
@@ -148,3 +148,27 @@ def test_sqlite_refuses_a_second_daemon(tmp_path: Path) -> None:
     again = for_database(db)  # released: the next daemon may start
     again.close()
     db.dispose()
+
+
+def test_orphaned_run_of_a_dead_process_on_another_host_is_closed(pg_config: DatabaseConfig) -> None:
+    db = Database(pg_config)
+    alive_url = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    info = {"password": pg_config.password.get() if pg_config.password else None}
+    try:
+        with db.write() as session:
+            session.add(SyncRun(source="a", mode="full", status="running", owner="gone.example:4242"))
+            session.add(SyncRun(source="b", mode="full", status="running", owner="alive.example:77"))
+            session.add(SyncRun(source="c", mode="full", status="running", owner="here:1"))
+        alive = psycopg.connect(alive_url, application_name="syncd alive.example:77", **info)
+        with alive, db.write() as session:
+            closed_a = stale_runs.close_orphaned(session, "a", "here")
+            closed_b = stale_runs.close_orphaned(session, "b", "here")
+            closed_c = stale_runs.close_orphaned(session, "c", "here")
+        assert len(closed_a) == 1 and closed_b == [] and closed_c == []  # same host: runs.start checks pids
+        with db.read() as session:
+            run = session.scalars(sa.select(SyncRun).where(SyncRun.source == "a")).one()
+        assert run.status == "failed" and run.reason == (
+            "interrupted: its process (gone.example:4242) no longer has a database session"
+        )
+    finally:
+        db.dispose()
