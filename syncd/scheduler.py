@@ -18,6 +18,9 @@ running"). See docs/adr/0042-scheduler-jobs.md.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import gc
 import logging
 import socket
 import threading
@@ -49,6 +52,8 @@ from syncd.sync.engine import Reader, RunResult, run_sync
 log = logging.getLogger("syncd.scheduler")
 
 Mode = Literal["full", "incremental"]
+_LIBC_NAME = ctypes.util.find_library("c")
+_LIBC = ctypes.CDLL(_LIBC_NAME) if _LIBC_NAME and hasattr(ctypes.CDLL(_LIBC_NAME), "malloc_trim") else None
 PULL_KINDS = ("file", "ldap")
 REMINDER_INTERVAL = timedelta(minutes=5)
 PURGE_BATCHES = 200  # at most 100,000 users purged per daily job
@@ -120,15 +125,17 @@ class Jobs:
         """
         self.stopping.set()
         if self.aps.running:
-            self.aps.shutdown(wait=False)
+            self.aps.pause()  # no new jobs; shutting the scheduler down now would cancel the running ones
         running = {task for task in self._running if not task.done()}
+        pending: set[asyncio.Task[Any]] = set()
         if running:
             log.info("waiting for running jobs", extra={"jobs": len(running)})
             _done, pending = await asyncio.wait(running, timeout=timeout)
             if pending:
                 log.warning("jobs still running at stop", extra={"jobs": len(pending)})
-                return False
-        return True
+        if self.aps.running:
+            self.aps.shutdown(wait=False)
+        return not pending
 
     # ---- the job table ---------------------------------------------------------------------------------
     def _install(self, config: Config) -> None:
@@ -223,6 +230,7 @@ class Jobs:
                         self._close_own_run, name, "stopped: this replica lost the leadership"
                     )
                     raise
+                await asyncio.to_thread(self._release_memory)
                 seconds = time.monotonic() - started
                 self.metrics.observe_run(name, result.mode, result.status, result.counts, seconds)
                 log.info(
@@ -276,6 +284,13 @@ class Jobs:
             mode=mode if has_change_feed(reader) else "full",  # files have no change feed
             progress=checkpoint,
         )
+
+    @staticmethod
+    def _release_memory() -> None:
+        """Hand the memory a large run freed back to the system (glibc keeps it in per-thread arenas)."""
+        gc.collect()
+        if _LIBC is not None:
+            _LIBC.malloc_trim(0)
 
     def _close_own_run(self, source: str, reason: str) -> None:
         try:
