@@ -37,7 +37,7 @@ from syncd.mail.relay import Relay
 from syncd.mail.render import Renderer
 from syncd.mail.transports import PermanentError, TransientError, Transport, make_transport
 from syncd.notify import Notifier
-from syncd.scheduler import JobContext, Jobs
+from syncd.scheduler import JobContext, Jobs, limit_malloc_arenas
 from syncd.sources.readers import kind_of, reader_for
 from syncd.store import enrollment, schema
 from syncd.store.db import Database
@@ -91,6 +91,7 @@ def sync_source(
 def run(config: Config, *, path: Path | None = None, leader_poll: float = 5.0) -> None:
     """Run the daemon in the foreground until SIGTERM/SIGINT; ``path`` is re-read on SIGHUP."""
     notifier = Notifier()
+    limit_malloc_arenas()
     settings = enrollment_settings(config)  # fail closed without the seed key, before touching anything
     Renderer(config.org, config.mail).check()  # overridden templates that don't render stop the start
     db = Database(config.database)
@@ -229,6 +230,7 @@ class Daemon:
             serving.result()
             raise ConfigError(f"api.listen {self.config.api.listen}: the HTTP server did not start")
         self.jobs.start()
+        await asyncio.to_thread(self.jobs.release_memory)  # start-up garbage (imports, app) back to the OS
         log.info("listening", extra={"address": self.config.api.listen})
         self.notifier.ready(f"{self.leadership.role}; serving on {self.config.api.listen}")
         watchdog = asyncio.create_task(self.notifier.watchdog(self.stop), name="watchdog")
