@@ -11,16 +11,18 @@ import logging
 import os
 import re
 import tempfile
-from email.message import EmailMessage
+from collections.abc import Awaitable
+from email.message import Message
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
 
 from syncd.config.models import Mail
 from syncd.errors import MailError
 from syncd.mail import smtp
+from syncd.mail.render import SMTP_POLICY
 
 log = logging.getLogger("syncd.mail")
 
@@ -36,7 +38,12 @@ class PermanentError(MailError):
 
 
 class Transport(Protocol):
-    async def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None: ...
+    async def send(
+        self, message: Message, *, sender: str, recipient: str, before_data: Awaitable[Any] | None = None
+    ) -> None:
+        """Deliver ``message``; ``before_data`` (the previous message's mark) is awaited before the message
+        itself is handed over, so at most one delivered message is ever unmarked."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -60,12 +67,22 @@ class SmtpTransport:
         self.connections += 1
         return self._client
 
-    async def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
+    async def send(
+        self, message: Message, *, sender: str, recipient: str, before_data: Awaitable[Any] | None = None
+    ) -> None:
+        """MAIL and RCPT overlap with ``before_data``; DATA starts only once it is done."""
         client = await self._connected()
+        data = message.as_bytes(policy=SMTP_POLICY)
         try:
             await client.mail(sender, timeout=self.config.timeout)
             await client.rcpt(recipient, timeout=self.config.timeout)
-            await client.data(message.as_bytes(), timeout=DATA_TIMEOUT)
+            if before_data is not None:
+                try:
+                    await before_data
+                except BaseException:
+                    await self._reset()
+                    raise
+            await client.data(data, timeout=DATA_TIMEOUT)
         except aiosmtplib.SMTPResponseException as error:
             await self._reset()
             reply = f"{error.code} {error.message}".strip()
@@ -107,13 +124,17 @@ class DirectoryTransport:
         assert config.directory is not None
         self.directory = Path(config.directory)
 
-    async def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
+    async def send(
+        self, message: Message, *, sender: str, recipient: str, before_data: Awaitable[Any] | None = None
+    ) -> None:
+        if before_data is not None:
+            await before_data
         name = re.sub(r"[^A-Za-z0-9._-]", "_", str(message["Message-ID"]).strip("<>")) + ".eml"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
             with os.fdopen(fd, "wb") as handle:
-                handle.write(message.as_bytes())
+                handle.write(message.as_bytes(policy=SMTP_POLICY))
             os.replace(tmp, self.directory / name)
         except OSError as error:
             raise TransientError(f"can't write {self.directory / name}: {error.strerror}") from error
@@ -125,7 +146,11 @@ class DirectoryTransport:
 class ConsoleTransport:
     """Logs who would get what; never the body (it may hold an enrollment link)."""
 
-    async def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
+    async def send(
+        self, message: Message, *, sender: str, recipient: str, before_data: Awaitable[Any] | None = None
+    ) -> None:
+        if before_data is not None:
+            await before_data
         log.info(
             "mail (console transport, body not shown)",
             extra={

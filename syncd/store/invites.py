@@ -137,7 +137,7 @@ def live_by_token(session: Session, token: str, *, now: datetime | None = None) 
     invite = session.scalar(
         sa.select(EnrollmentInvite).where(EnrollmentInvite.token_hash == tokens.hash_token(token))
     )
-    if invite is None or not _live(invite, now or utcnow()):
+    if invite is None or not is_live(invite, now or utcnow()):
         return None
     user = session.get(User, invite.user_id)
     if user is None or user.deleted_at is not None or not can_enroll(user.status):
@@ -145,7 +145,8 @@ def live_by_token(session: Session, token: str, *, now: datetime | None = None) 
     return invite
 
 
-def _live(invite: EnrollmentInvite, now: datetime) -> bool:
+def is_live(invite: EnrollmentInvite, now: datetime) -> bool:
+    """Unused, unrevoked and unexpired at ``now``."""
     return invite.used_at is None and invite.revoked_at is None and invite.expires_at > now
 
 
@@ -240,4 +241,4 @@ def live_invite_of(
 ) -> EnrollmentInvite | None:
     """The invite if its link still works (the relay skips mail for dead links)."""
     invite = session.get(EnrollmentInvite, invite_id)
-    return invite if invite is not None and _live(invite, now or utcnow()) else None
+    return invite if invite is not None and is_live(invite, now or utcnow()) else None

@@ -262,9 +262,12 @@ def verify(
     if registration is None:
         return Outcome.EXPIRED if _any_challenge(session, user.id) else Outcome.NOTHING
     device = session.get(Device, registration.device_id) if registration.device_id else None
-    if device is None or device.state is not DeviceState.PENDING:
+    if device is None:
         return Outcome.NOTHING
-    lifecycle = verify_device(_state(session, user), device.id, actor="user")  # raises when refused
+    state = _state(session, user)
+    if state.devices.get(device.id) is not DeviceState.PENDING:
+        return Outcome.REPLAY  # a parallel submission verified it a moment ago
+    lifecycle = verify_device(state, device.id, actor="user")  # raises when a lifecycle rule refuses
     result = _check(
         session, device, code, settings, from_state=DeviceState.PENDING, to_state=DeviceState.ACTIVE, now=now
     )

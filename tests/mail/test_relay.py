@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import Counter
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ def drain(relay: Relay) -> int:
             return await relay.drain()
         finally:
             await relay.transport.close()
+            relay.close()
 
     return asyncio.run(go())
 
@@ -214,8 +216,10 @@ class CrashAfterSend:
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
 
-    async def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
-        await self.inner.send(message, sender=sender, recipient=recipient)
+    async def send(
+        self, message: Message, *, sender: str, recipient: str, before_data: Awaitable[Any] | None = None
+    ) -> None:
+        await self.inner.send(message, sender=sender, recipient=recipient, before_data=before_data)
         raise Killed("killed between the 250 and the mark")
 
     async def close(self) -> None:
@@ -237,6 +241,7 @@ def test_crash_between_send_and_mark_duplicates_at_most_once_with_the_same_messa
             await crashing.run_once()
         finally:
             await crashing.transport.close()  # the kernel would close the dead process's socket
+            crashing.close()
 
     with pytest.raises(Killed):
         asyncio.run(run_until_killed())
@@ -277,6 +282,7 @@ def test_three_relays_in_parallel_send_each_message_once(db: Database, smtp_serv
             return await relay.drain()
         finally:
             await relay.transport.close()
+            relay.close()
 
     async def three() -> list[int]:
         return await asyncio.gather(one(), one(), one())
