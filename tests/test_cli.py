@@ -31,7 +31,11 @@ def syncd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
     env.pop("SYNCD_CONFIG", None)
     return subprocess.run(
-        [sys.executable, "-m", "syncd", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env,
+        [sys.executable, "-m", "syncd", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
         check=False,
     )
 
@@ -69,7 +73,9 @@ def test_check_config_ok_and_bad(tmp_path: Path, config: Path) -> None:
     ok = syncd("check-config", config)
     assert (ok.returncode, ok.stdout.strip()) == (0, f"{config}: ok (1 source(s))")
     bad = tmp_path / "bad.yaml"
-    bad.write_text(config.read_text().replace("api: {listen: 127.0.0.1:8080}", "api: {listen: 127.0.0.1:99999}"))
+    bad.write_text(
+        config.read_text().replace("api: {listen: 127.0.0.1:8080}", "api: {listen: 127.0.0.1:99999}")
+    )
     result = syncd("check-config", bad)
     line = 1 + bad.read_text().splitlines().index("api: {listen: 127.0.0.1:99999}")
     assert result.returncode == 2
@@ -90,9 +96,10 @@ def test_check_config_connect_reaches_database_ldap_and_smtp(
     users: {{base: "{Slapd.people_dn}"}}
 """
     config = write_config(tmp_path, database_config)
-    text = config.read_text().replace("mail: {transport: console}", (
-        f"mail:\n  transport: smtp\n  smtp: {{host: 127.0.0.1, port: {smtp_server.port}, security: none}}"
-    ))
+    text = config.read_text().replace(
+        "mail: {transport: console}",
+        (f"mail:\n  transport: smtp\n  smtp: {{host: 127.0.0.1, port: {smtp_server.port}, security: none}}"),
+    )
     config.write_text(text.replace("    groups: demo/groups.csv\n", "    groups: demo/groups.csv\n" + extra))
     result = syncd("check-config", config, "--connect")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -176,7 +183,8 @@ def test_unwritable_database_directory(tmp_path: Path) -> None:
     config = write_config(tmp_path, DatabaseConfig(url=f"sqlite:///{tmp_path}/missing/dir/syncd.db"))
     result = syncd("db", "upgrade", "-c", config)
     assert (result.returncode, result.stderr.strip()) == (
-        3, f"syncd: database directory {tmp_path}/missing/dir does not exist"
+        3,
+        f"syncd: database directory {tmp_path}/missing/dir does not exist",
     )
 
 
@@ -184,9 +192,12 @@ def test_daemon_serves_health_and_imports_demo_users(tmp_path: Path, database_co
     port = free_port()
     config = write_config(tmp_path, database_config, port=port)
     env = {**os.environ, "NO_COLOR": "1"}
-    daemon = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "syncd", "run", "-c", str(config)], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "run", "-c", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60

@@ -37,3 +37,9 @@ def for_target(session: Session, target_type: str, target_id: str) -> Sequence[A
         .order_by(AuditRecord.id)
     )
     return session.scalars(query).all()
+
+
+def record_many(session: Session, events: Sequence[AuditEvent]) -> None:
+    """Add many audit rows (bulk jobs such as the retention purge)."""
+    for event in events:
+        record(session, event)

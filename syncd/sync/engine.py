@@ -35,6 +35,7 @@ class RunResult:
     reason: str | None
     plan: Plan | None = None
     counts: Counts = field(default_factory=Counts)
+    mode: str = "full"
 
 
 def run_sync(
@@ -51,7 +52,7 @@ def run_sync(
     """Run one sync of ``source`` (whose ``kind`` names the audit actor, e.g. ``file:demo``)."""
     with db.write() as session:
         run_id = runs.start(session, source.name, mode, dry_run=dry_run).id
-    result = RunResult(run_id, "failed", None)
+    result = RunResult(run_id, "failed", None, mode=mode)
     try:
         _run(db, source, kind, read, limits, dry_run, progress, result)
     except SourceError as error:
