@@ -229,7 +229,7 @@ class Jobs:
             started = time.monotonic()
             with logs.bound(source=name):
                 try:
-                    result = await asyncio.to_thread(self._sync_blocking, context, source, mode)
+                    result, asked = await asyncio.to_thread(self._sync_blocking, context, source, mode)
                 except AlreadyRunningError as error:
                     log.info("sync skipped: already running", extra={"reason": str(error)})
                     return "skipped"
@@ -240,12 +240,13 @@ class Jobs:
                     raise
                 await asyncio.to_thread(self.release_memory)
                 seconds = time.monotonic() - started
-                self.metrics.observe_run(name, result.mode, result.status, result.counts, seconds)
+                ran = str(getattr(result, "mode", asked))  # the mode the engine used (full without a cursor)
+                self.metrics.observe_run(name, ran, result.status, result.counts, seconds)
                 log.info(
                     "start-up sync finished" if start else "sync finished",
                     extra={
                         "run": result.run_id,
-                        "mode": result.mode,
+                        "mode": ran,
                         "status": result.status,
                         "users_created": result.counts.created,
                         "users_updated": result.counts.updated,
@@ -260,7 +261,7 @@ class Jobs:
 
         await self._guarded(f"sync:{name}:{mode}", work)
 
-    def _sync_blocking(self, context: JobContext, source: SourceBase, mode: Mode) -> RunResult:
+    def _sync_blocking(self, context: JobContext, source: SourceBase, mode: Mode) -> tuple[RunResult, Mode]:
         """One run in a worker thread; the checkpoint between units of work may stop it."""
 
         def checkpoint(_done: int, _total: int) -> None:
@@ -283,15 +284,17 @@ class Jobs:
             if closed:
                 log.warning("orphaned run closed", extra={"run": ",".join(closed)})
         reader = reader_for(source)
-        return run_sync(
+        asked: Mode = mode if has_change_feed(reader) else "full"  # files have no change feed
+        result = run_sync(
             context.db,
             source,
             kind_of(source),
             announcing(reader, started),
             context.config.sync,
-            mode=mode if has_change_feed(reader) else "full",  # files have no change feed
+            mode=asked,
             progress=checkpoint,
         )
+        return result, asked
 
     @staticmethod
     def release_memory() -> None:

@@ -39,9 +39,9 @@ def purge_deleted_users(session: Session, *, before: datetime, limit: int = CHUN
         sa.delete(SourceLink).where(SourceLink.object_type == "user", SourceLink.object_id.in_(ids))
     )
     session.execute(sa.delete(User).where(User.id.in_(ids)))
-    audit.record_many(
-        session,
-        [
+    for row in rows:
+        audit.record(
+            session,
             AuditEvent(
                 "system:retention",
                 "user.purged",
@@ -51,10 +51,8 @@ def purge_deleted_users(session: Session, *, before: datetime, limit: int = CHUN
                 None,
                 f"deleted in its source before {before:%Y-%m-%d %H:%M} UTC; retention period over",
                 None,
-            )
-            for row in rows
-        ],
-    )
+            ),
+        )
     return ids
 
 
