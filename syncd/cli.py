@@ -17,20 +17,17 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from syncd import __version__, logs, service
 from syncd.config import Config, LdapSource, load_config
 from syncd.config.loader import default_path
 from syncd.domain.lifecycle import UserStatus
-from syncd.errors import StoreError, SyncdError, UsageError
+from syncd.errors import StoreError, SyncdError
 from syncd.mail import smtp
 from syncd.sources import ldap_connect
 from syncd.store import groups, schema, users
 from syncd.store.db import Database
-from syncd.sync.engine import RunResult
-from syncd.sync.plan import Op, describe
 
 EXIT_FAILED = 1
 EXIT_INTERNAL = 70
@@ -168,93 +165,6 @@ def db_status(config_path: Path | None) -> None:
     schema.check_current(db)
 
 
-@main.command("sync")
-@config_option
-@click.option("--source", "source_name", help="Source to sync (default: every enabled pull source).")
-@click.option("--full", is_flag=True, help="Full reconciling run (file sources always run full).")
-@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@handle_errors
-def sync_cmd(
-    config_path: Path | None, source_name: str | None, full: bool, dry_run: bool, as_json: bool
-) -> None:
-    """Sync now: read the source, plan, guard, apply (or print the plan with --dry-run)."""
-    config = _config(config_path)
-    if source_name is not None:
-        try:
-            config.source(source_name)
-        except KeyError:
-            known = ", ".join(s.name for s in config.sources) or "none configured"
-            raise UsageError(f"no source {source_name!r} (sources: {known})") from None
-        names = [source_name]
-    else:
-        names = [s.name for s in config.sources if s.enabled and getattr(s, "kind", "") == "file"]
-    db = service.open_database(config, upgrade=False)
-    if not dry_run and any(config.source(name).invite_new_users for name in names):
-        service.enrollment_settings(config, db)  # new users get their invite in the same unit of work
-    worst = 0
-    for name in names:
-        result = _sync_one(config, db, name, dry_run=dry_run, interactive=not as_json and out.is_terminal)
-        if as_json:
-            print(json.dumps(_result_json(name, result), ensure_ascii=False))
-        else:
-            _print_result(name, result, dry_run)
-        code = {"ok": 0, "incomplete": 0, "held": 7}.get(result.status, EXIT_FAILED)
-        worst = max(worst, code)
-    sys.exit(worst)
-
-
-def _sync_one(config: Config, db: Database, name: str, *, dry_run: bool, interactive: bool) -> RunResult:
-    if not interactive:
-        return service.sync_source(config, db, name, dry_run=dry_run)
-    with Progress(console=err, transient=True) as bar:
-        task = bar.add_task(f"sync {name}", total=None)
-        return service.sync_source(
-            config,
-            db,
-            name,
-            dry_run=dry_run,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
-
-
-def _result_json(name: str, result: RunResult) -> dict[str, Any]:
-    return {
-        "source": name,
-        "run": result.run_id,
-        "status": result.status,
-        "reason": result.reason,
-        "plan": describe(result.plan) if result.plan is not None else [],
-        "counts": {
-            k: getattr(result.counts, k) for k in ("created", "updated", "disabled", "reenabled", "errors")
-        },
-    }
-
-
-def _print_result(name: str, result: RunResult, dry_run: bool) -> None:
-    plan = result.plan
-    if plan is not None and (dry_run or result.status == "held"):
-        for action in plan.users:
-            out.print(f"  {action.op.value:9} user  {action.username}  ({action.reason})", markup=False)
-        for group_action in plan.groups:
-            out.print(
-                f"  {group_action.op.value:9} group {group_action.name}  ({group_action.reason})",
-                markup=False,
-            )
-    if plan is not None:
-        summary = (
-            f"create {plan.count(Op.CREATE)}, update {plan.count(Op.UPDATE)}, "
-            f"disable {plan.count(Op.DISABLE)}, re-enable {plan.count(Op.REENABLE)}, "
-            f"unchanged {plan.unchanged}, groups {len(plan.groups)}"
-        )
-    else:
-        summary = "nothing read"
-    verb = "would" if dry_run else "did"
-    out.print(f"{name}: run {result.run_id} {result.status}: {verb} {summary}", markup=False)
-    if result.reason:
-        out.print(f"  {result.reason}", markup=False)
-
-
 @main.group("users")
 def users_group() -> None:
     """Users."""
@@ -325,7 +235,9 @@ def _user_json(user: Any) -> dict[str, Any]:
 
 # Enrollment and mail commands live in their own module (it reuses the helpers above).
 from syncd.cli_enrollment import invite_cmd, outbox_group  # noqa: E402
+from syncd.cli_sync import sync_group  # noqa: E402
 
+main.add_command(sync_group)
 main.add_command(invite_cmd)
 main.add_command(outbox_group)
 

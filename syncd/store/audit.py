@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from syncd.domain.lifecycle import AuditEvent
-from syncd.store.tables import AuditRecord
+from syncd.store.bulk import insert_rows
+from syncd.store.tables import AuditRecord, utcnow
 
 
 def record(session: Session, event: AuditEvent, details: dict[str, Any] | None = None) -> None:
@@ -40,6 +41,26 @@ def for_target(session: Session, target_type: str, target_id: str) -> Sequence[A
 
 
 def record_many(session: Session, events: Sequence[AuditEvent]) -> None:
-    """Add many audit rows (bulk jobs such as the retention purge)."""
-    for event in events:
-        record(session, event)
+    """Add many audit rows in one executemany (bulk runs: thousands of creations at once)."""
+    if not events:
+        return
+    now = utcnow()
+    insert_rows(
+        session,
+        AuditRecord.__table__,  # type: ignore[arg-type]
+        [
+            {
+                "at": now,
+                "actor": e.actor,
+                "action": e.action,
+                "target_type": e.target_type,
+                "target_id": e.target_id,
+                "old": e.old,
+                "new": e.new,
+                "reason": e.reason,
+                "run_id": e.run_id,
+                "details": None,
+            }
+            for e in events
+        ],
+    )

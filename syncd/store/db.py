@@ -111,6 +111,10 @@ class Database:
             "keepalives_interval": 10,
             "keepalives_count": 3,
             "application_name": application_name(),
+            # psycopg prepares a statement after 5 runs, and PostgreSQL then may switch to a generic plan,
+            # which is bad for `IN (<500 values>)` lookups (200 ms instead of 5 ms on 100k users).
+            # Custom plans cost a fraction of a millisecond of planning each time.
+            "options": "-c plan_cache_mode=force_custom_plan",
         }
         if self.config.password is not None:
             connect_args["password"] = self.config.password.get()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
-from syncd.store.tables import Group, GroupMember, GroupNesting, SourceLink
+from syncd.store.bulk import insert_rows
+from syncd.store.tables import Group, GroupMember, GroupNesting, SourceLink, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,14 +26,21 @@ class LinkedGroupRow:
     member_groups: frozenset[str]
 
 
-def linked(session: Session, source: str) -> list[LinkedGroupRow]:
-    """Every group linked to ``source`` with the memberships that source manages (three queries)."""
+def linked(session: Session, source: str, anchors: Iterable[str] | None = None) -> list[LinkedGroupRow]:
+    """Every group linked to ``source`` (or only those of ``anchors``) with the memberships that source
+    manages (three queries)."""
     query = (
         sa.select(SourceLink.anchor, SourceLink.in_scope, Group.id, Group.name, Group.description)
         .join(Group, Group.id == SourceLink.object_id)
         .where(SourceLink.source == source, SourceLink.object_type == "group")
     )
+    if anchors is not None:
+        wanted = sorted(set(anchors))
+        if not wanted:
+            return []
+        query = query.where(SourceLink.anchor.in_(wanted))
     groups = session.execute(query).all()
+    only = [g.id for g in groups] if anchors is not None else None
     users: dict[str, set[str]] = {}
     user_link = aliased(SourceLink)
     member_query = (
@@ -46,6 +55,8 @@ def linked(session: Session, source: str) -> list[LinkedGroupRow]:
         )
         .where(GroupMember.managed_by == source)
     )
+    if only is not None:
+        member_query = member_query.where(GroupMember.group_id.in_(only))
     for group_id, anchor in session.execute(member_query):
         users.setdefault(group_id, set()).add(anchor)
     nested: dict[str, set[str]] = {}
@@ -62,6 +73,8 @@ def linked(session: Session, source: str) -> list[LinkedGroupRow]:
         )
         .where(GroupNesting.managed_by == source)
     )
+    if only is not None:
+        nest_query = nest_query.where(GroupNesting.parent_id.in_(only))
     for parent_id, anchor in session.execute(nest_query):
         nested.setdefault(parent_id, set()).add(anchor)
     return [
@@ -173,3 +186,75 @@ def count(session: Session) -> int:
     return (
         session.scalar(sa.select(sa.func.count()).select_from(Group).where(Group.deleted_at.is_(None))) or 0
     )
+
+
+def count_memberships(session: Session, source: str) -> int:
+    """Direct memberships and nestings managed by ``source`` (the guard's population for removals)."""
+    members = session.scalar(
+        sa.select(sa.func.count()).select_from(GroupMember).where(GroupMember.managed_by == source)
+    )
+    nests = session.scalar(
+        sa.select(sa.func.count()).select_from(GroupNesting).where(GroupNesting.managed_by == source)
+    )
+    return int(members or 0) + int(nests or 0)
+
+
+def insert_members(session: Session, rows: Iterable[tuple[str, str]], managed_by: str | None) -> None:
+    """Insert (group id, user id) memberships known not to exist yet, in bulk (rows may be a generator)."""
+    insert_rows(
+        session,
+        GroupMember.__table__,  # type: ignore[arg-type]
+        ({"group_id": g, "user_id": u, "managed_by": managed_by} for g, u in rows),
+    )
+
+
+def insert_children(session: Session, rows: Iterable[tuple[str, str]], managed_by: str | None) -> None:
+    """Insert (parent id, child id) nestings known not to exist yet, in bulk (rows may be a generator)."""
+    insert_rows(
+        session,
+        GroupNesting.__table__,  # type: ignore[arg-type]
+        ({"parent_id": p, "child_id": c, "managed_by": managed_by} for p, c in rows),
+    )
+
+
+def remove_memberships_of(session: Session, user_ids: Sequence[str], managed_by: str) -> None:
+    """Drop the memberships ``managed_by`` manages for these users (they left that source's scope)."""
+    for i in range(0, len(user_ids), 500):
+        session.execute(
+            sa.delete(GroupMember).where(
+                GroupMember.user_id.in_(user_ids[i : i + 500]), GroupMember.managed_by == managed_by
+            )
+        )
+
+
+def live_names(session: Session, keys: Iterable[str]) -> dict[str, str]:
+    """Name key → id of the live groups that have these (casefolded) names."""
+    out: dict[str, str] = {}
+    wanted = sorted(set(keys))
+    for i in range(0, len(wanted), 500):
+        query = sa.select(Group.name_key, Group.id).where(
+            Group.name_key.in_(wanted[i : i + 500]), Group.deleted_at.is_(None)
+        )
+        out.update({key: gid for key, gid in session.execute(query)})
+    return out
+
+
+def insert_many(session: Session, rows: Sequence[dict[str, Any]], *, managed_by: str | None) -> None:
+    """Insert groups (rows: id, name, description) in one executemany."""
+    if rows:
+        now = utcnow()
+        insert_rows(
+            session,
+            Group.__table__,  # type: ignore[arg-type]
+            [
+                {
+                    **row,
+                    "name_key": row["name"].casefold(),
+                    "managed_by": managed_by,
+                    "deleted_at": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for row in rows
+            ],
+        )

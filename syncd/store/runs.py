@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from syncd.errors import AlreadyRunningError
 from syncd.store.tables import SyncRun, utcnow
 
-FINAL = ("ok", "failed", "held", "incomplete", "approved", "rejected")
+FINAL = ("ok", "failed", "held", "incomplete", "approved", "rejected", "superseded")
 
 
 def this_process() -> str:
@@ -87,3 +87,27 @@ def _is_dead(owner: str | None) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def supersede_held(session: Session, source: str, *, keep: str) -> list[str]:
+    """Mark the older held runs of ``source`` superseded by ``keep`` (one held run awaits a decision)."""
+    older = session.scalars(
+        sa.select(SyncRun).where(SyncRun.source == source, SyncRun.status == "held", SyncRun.id != keep)
+    ).all()
+    for run in older:
+        run.status = "superseded"
+        run.reason = f"{run.reason or ''}; superseded by held run {keep}".lstrip("; ")
+    return [run.id for run in older]
+
+
+def decide(session: Session, run_id: str, status: str, actor: str, note: str | None = None) -> SyncRun | None:
+    """Record an admin's decision on a held run: ``approved`` or ``rejected``, by whom, and a note."""
+    assert status in ("approved", "rejected"), status
+    run = session.get(SyncRun, run_id)
+    if run is None:
+        return None
+    run.status = status
+    run.decided_by = actor
+    if note:
+        run.reason = f"{run.reason or ''}; {status}: {note}".lstrip("; ")
+    return run

@@ -19,6 +19,7 @@ from syncd.domain.lifecycle import (
 )
 from syncd.errors import NotFoundError
 from syncd.store import audit
+from syncd.store.bulk import insert_rows
 from syncd.store.tables import Device, SourceLink, User, utcnow
 
 
@@ -226,8 +227,9 @@ def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     now = utcnow()
-    session.execute(
-        sa.insert(User.__table__),  # type: ignore[arg-type]
+    insert_rows(
+        session,
+        User.__table__,  # type: ignore[arg-type]
         [
             {
                 **row,
