@@ -16,6 +16,7 @@ from harness.postgres import (
     check_postgres,
     make_database_url,
 )
+from harness.samba import SambaDC, SambaUnavailable
 from harness.slapd import Slapd, SlapdNotInstalled
 from harness.smtp import SmtpServer
 from sqlalchemy.engine import make_url
@@ -111,6 +112,26 @@ def slapd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     yield factory
     for server in made:
         server.close()
+
+
+# ---- Samba AD DC -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def samba_dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDC]:
+    """A running Samba Active Directory DC (LAB.EXAMPLE.ORG) on port 389 of 127.0.0.1 or ::1 (``.host``,
+    ``.url``) for one test module, freshly provisioned (10-40 s); runs sharing a machine take turns (see
+    harness/samba.py).
+    Tests add what they need under their own OU. Fails (never skips) when Samba can't run here;
+    scripts/test installs it."""
+    try:
+        dc = SambaDC(tmp_path_factory.mktemp("samba") / "dc")
+        dc.provision()
+        dc.start()
+    except SambaUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield dc
+    finally:
+        dc.close()
 
 
 # ---- SMTP --------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import ssl
 from urllib.parse import urlparse
 
@@ -41,7 +42,8 @@ def connect(source: LdapSource, url: str) -> ldap3.Connection:
     """Connect and bind to one server of ``source``; :class:`SourceError` says why it failed."""
     bind = source.bind
     kwargs: dict[str, object] = {
-        "receive_timeout": source.timeouts.receive,
+        # ldap3 packs the receive timeout into SO_RCVTIMEO as a C long: it must be a whole number
+        "receive_timeout": math.ceil(source.timeouts.receive),
         "auto_referrals": False,
         "raise_exceptions": True,
         "read_only": True,
@@ -58,7 +60,10 @@ def connect(source: LdapSource, url: str) -> ldap3.Connection:
             connection.start_tls()
         connection.bind()
     except ldap_errors.LDAPException as error:
+        sock = connection.socket  # ldap3 forgets, but does not close, the socket of a refused connect
         connection.unbind()
+        if sock is not None:
+            sock.close()
         raise SourceError(f"{url}: {type(error).__name__}: {error}") from error
     return connection
 

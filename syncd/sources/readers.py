@@ -8,11 +8,16 @@ from syncd.config.sources import FileSource, LdapSource, ScimSource, SourceBase
 from syncd.domain.records import Snapshot
 from syncd.errors import UsageError
 from syncd.sources.csv_file import read_csv
+from syncd.sources.ldap import LdapReader
 from syncd.sources.ldif_file import read_ldif
 
 
 def reader_for(source: SourceBase) -> Callable[[], Snapshot]:
-    """A no-argument callable that reads the whole source into a :class:`Snapshot`."""
+    """A no-argument callable that reads the whole source into a :class:`Snapshot`.
+
+    The LDAP reader also reads changes since a cursor (``read_changes``, ``cursor_kind``): the engine
+    uses that for incremental runs.
+    """
     if isinstance(source, FileSource):
         if source.format == "csv":
             return lambda: read_csv(source.users, source.groups)
@@ -26,7 +31,7 @@ def reader_for(source: SourceBase) -> Callable[[], Snapshot]:
             f"source {source.name} is a SCIM client: it pushes changes, there is nothing to pull"
         )
     if isinstance(source, LdapSource):
-        raise UsageError(f"source {source.name}: LDAP reading is not available in this build yet")
+        return LdapReader(source)
     raise UsageError(f"source {source.name}: unknown kind")
 
 

@@ -37,6 +37,9 @@ ADMIN_DN = f"cn=admin,{SUFFIX}"
 ADMIN_PASSWORD = "secret"
 BIND_DN = f"cn=syncbot,{SUFFIX}"
 BIND_PASSWORD = "syncpw"
+LIMITED_DN = f"cn=limited,{SUFFIX}"  # a service account capped at LIMITED_SIZE entries per search
+LIMITED_PASSWORD = "limitedpw"
+LIMITED_SIZE = 50
 PEOPLE_DN = f"ou=people,{SUFFIX}"
 GROUPS_DN = f"ou=groups,{SUFFIX}"
 PEERCRED_ROOT = "gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth"
@@ -104,6 +107,9 @@ class Slapd:
     admin_password = ADMIN_PASSWORD
     bind_dn = BIND_DN
     bind_password = BIND_PASSWORD
+    limited_dn = LIMITED_DN
+    limited_password = LIMITED_PASSWORD
+    limited_size = LIMITED_SIZE
     people_dn = PEOPLE_DN
     groups_dn = GROUPS_DN
 
@@ -217,6 +223,7 @@ olcDbCheckpoint: 1024 5
 {indexes}
 olcLimits: {{0}}dn.exact="{ADMIN_DN}" time=unlimited size=unlimited
 olcLimits: {{1}}dn.exact="{BIND_DN}" time=unlimited size=unlimited
+olcLimits: {{2}}dn.exact="{LIMITED_DN}" time=unlimited size={LIMITED_SIZE}
 olcAccess: {{0}}to attrs=userPassword by self write by anonymous auth by * none
 olcAccess: {{1}}to * by * read
 
@@ -261,6 +268,12 @@ objectClass: organizationalRole
 objectClass: simpleSecurityObject
 cn: syncbot
 userPassword: {ssha(BIND_PASSWORD)}
+
+dn: {LIMITED_DN}
+objectClass: organizationalRole
+objectClass: simpleSecurityObject
+cn: limited
+userPassword: {ssha(LIMITED_PASSWORD)}
 """
 
     def _run(self, args: list[str], *, input_text: str | None = None, what: str) -> str:
@@ -299,7 +312,8 @@ userPassword: {ssha(BIND_PASSWORD)}
         """Bulk-load entries offline with ``slapadd -q -w`` (server stopped).
 
         ``ldif`` is LDIF text or a path to an LDIF file. slapadd runs no overlays: put ``memberOf`` on users
-        yourself. Leave out the base entries (suffix, ou=people, ou=groups, cn=syncbot): they exist.
+        yourself. Leave out the base entries (suffix, ou=people, ou=groups, cn=syncbot, cn=limited): they
+        exist.
         """
         if self.running:
             raise SlapdError("load_ldif() runs slapadd and needs the server stopped; use add_ldif() online")
