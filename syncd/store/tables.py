@@ -26,8 +26,15 @@ NAMING = {
 
 
 def new_id() -> str:
-    """A URL-safe random id with 128 bits of entropy (22 characters)."""
-    return secrets.token_urlsafe(16)
+    """A URL-safe random id of 22 characters (about 128 bits) that starts with a letter or digit.
+
+    ``token_urlsafe`` starts one id in 32 with ``-`` or ``_``; a command line such as
+    ``syncd sync show -Xy…`` would take a leading ``-`` for an option, so those draws are made again.
+    """
+    while True:
+        value = secrets.token_urlsafe(16)
+        if value[0].isalnum():
+            return value
 
 
 def utcnow() -> datetime:

@@ -257,9 +257,9 @@ def test_self_unregister_disables_and_admin_delete_removes(db: Database) -> None
     assert sorted(purposes) == ["device_added", "device_removed"]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL: secret_enc, above
 def test_seeds_are_not_in_the_sqlite_file(db: Database) -> None:
-    if not db.is_sqlite:
-        pytest.skip("file scan is for SQLite; PostgreSQL rows are checked through secret_enc above")
+    assert db.is_sqlite
     settings = make_settings()
     secrets = []
     for name in ("s1", "s2", "s3"):
