@@ -247,3 +247,7 @@ main.add_command(status_cmd)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+from syncd.cli_apikey import apikey_group  # noqa: E402
+
+main.add_command(apikey_group)

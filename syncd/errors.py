@@ -107,6 +107,21 @@ class UnauthenticatedError(SyncdError):
     code = "unauthenticated"
 
 
+class ForbiddenError(SyncdError):
+    """The caller is authenticated but its credential lacks the scope the operation needs."""
+
+    exit_code = 10
+    code = "forbidden"
+
+
+class ConflictError(SyncdError):
+    """The request conflicts with the current state (a duplicate name, an idempotency key reused with another
+    body, an object managed by a source changed through the admin API)."""
+
+    exit_code = 5
+    code = "conflict"
+
+
 class CodeRejectedError(SyncdError):
     """A one-time code was wrong, already used, or the factor is locked after too many failures."""
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from syncd import __version__
 from syncd.api import enroll_pages, selfservice
+from syncd.api.admin import admin_router
 from syncd.api.scim import create_scim_app
 from syncd.config.models import Config
 from syncd.errors import SyncdError
@@ -47,6 +50,7 @@ def create_app(config: Config, db: Database, enrollment: EnrollmentSettings | No
     app.state.enrollment = enrollment
     app.include_router(selfservice.router)
     app.include_router(enroll_pages.router)
+    app.include_router(admin_router())  # /api/v1 and /api/mfa/admin (docs/adr/0050)
     app.mount("/scim/v2", create_scim_app(config, db))  # SCIM 2.0 (docs/adr/0030)
 
     @app.middleware("http")
@@ -66,7 +70,25 @@ def create_app(config: Config, db: Database, enrollment: EnrollmentSettings | No
     async def _syncd_error(_request: Request, error: SyncdError) -> JSONResponse:
         status = _status(error)
         message = str(error) if status < 500 else "the service is temporarily unavailable"
-        return JSONResponse({"error": {"code": error.code, "message": message}}, status_code=status)
+        headers = dict(getattr(error, "headers", None) or {})
+        if status == 401:
+            headers["www-authenticate"] = "Bearer"
+        body = {"error": {"code": error.code, "message": message}}
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in error.errors()
+        ]
+        body = {"error": {"code": "invalid_request", "message": "; ".join(problems[:5]) or "invalid request"}}
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        body = {"error": {"code": code, "message": str(error.detail)}}
+        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -99,6 +121,8 @@ STATUS_BY_CODE = {
     "usage": 400,
     "rate_limited": 429,
     "unauthenticated": 401,
+    "forbidden": 403,
+    "conflict": 409,
     "invalid_code": 400,
     "factor_locked": 423,
     "expired": 410,

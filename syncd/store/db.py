@@ -84,6 +84,7 @@ class Database:
             "PRAGMA foreign_keys=ON",
             f"PRAGMA busy_timeout={self.config.busy_timeout_ms}",
             f"PRAGMA synchronous={self.config.synchronous}",
+            "PRAGMA cache_size=-32768",
         )
 
         @event.listens_for(engine, "connect")

@@ -405,3 +405,20 @@ class AuditRecord(Base):
     reason: Mapped[str | None] = mapped_column(sa.Text)
     run_id: Mapped[str | None] = mapped_column(sa.String(32), index=True)
     details: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class IdempotencyKey(Base):
+    """A POST that creates secrets or sends mail, remembered by its ``Idempotency-Key`` for a day.
+
+    A retry with the same key and body gets the first response again (sealed: it may hold bypass codes);
+    the same key with another body is a conflict. Rows are purged after ``IDEMPOTENCY_TTL``.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    client_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(sa.String(64))  # SHA-256 of method, path and body
+    status_code: Mapped[int | None] = mapped_column()  # None while the first request is in flight
+    response_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)  # sealed JSON body
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

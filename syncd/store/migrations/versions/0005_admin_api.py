@@ -1,0 +1,39 @@
+"""admin api: idempotency keys for POSTs that create secrets or send mail
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-02 18:00:00
+
+``Idempotency-Key`` on ``/api/v1`` POSTs that return secrets (bypass codes) or queue mail (invites):
+the first response is kept sealed for a day so a retried request gets it again instead of a second batch
+(docs/adr/0050-admin-api.md).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("client_id", sa.String(length=32), nullable=False),
+        sa.Column("key", sa.String(length=128), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=True),
+        sa.Column("response_enc", sa.LargeBinary(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("client_id", "key", name=op.f("pk_idempotency_keys")),
+    )
+    op.create_index(op.f("ix_idempotency_keys_created_at"), "idempotency_keys", ["created_at"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_idempotency_keys_created_at"), table_name="idempotency_keys")
+    op.drop_table("idempotency_keys")
