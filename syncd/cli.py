@@ -251,3 +251,7 @@ if __name__ == "__main__":  # pragma: no cover
 from syncd.cli_apikey import apikey_group  # noqa: E402
 
 main.add_command(apikey_group)
+
+from syncd.cli_tokens import tokens_group  # noqa: E402
+
+main.add_command(tokens_group)

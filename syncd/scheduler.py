@@ -6,7 +6,8 @@ missed runs collapses into one:
 * ``sync:<source>:full`` (cron) and ``sync:<source>:incremental`` (interval) per enabled pull source,
   plus a one-off ``sync:<source>:start`` when the process first becomes leader (``schedule.on_start``);
 * ``mail:relay`` (every ``scheduler.mail_interval``) and ``mail:reminders`` (every 5 minutes);
-* ``retention:purge`` (``scheduler.purge`` cron): users past retention, dead links and codes.
+* ``retention:purge`` (``scheduler.purge`` cron): users past retention, dead links and codes, kept
+  idempotent answers older than a day.
 
 Blocking work (reading a directory, the units of work, argon2) runs in worker threads, never on the
 loop. A run checks between its units of work that the daemon is not stopping and still leads; if not it
@@ -42,7 +43,7 @@ from syncd.errors import AlreadyRunningError, NotLeaderError, SyncdError, SyncIn
 from syncd.leader import Leadership
 from syncd.mail.relay import Relay
 from syncd.sources.readers import kind_of, reader_for
-from syncd.store import invites, retention, stale_runs
+from syncd.store import idempotency, invites, retention, stale_runs
 from syncd.store.db import Database
 from syncd.store.enrollment import EnrollmentSettings
 from syncd.store.runs import this_process
@@ -363,6 +364,7 @@ class Jobs:
                 break
         with db.write() as session:
             dead = retention.purge_dead_links_and_codes(session, before=cutoff)
+            dead["idempotency_keys"] = idempotency.purge(session)  # kept answers older than a day
         return {"users_purged": users, **{f"{k}_removed": v for k, v in dead.items()}}
 
 

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from syncd import __version__
-from syncd.api import enroll_pages, selfservice
+from syncd.api import enroll_pages, idempotency, openapi, ratelimit, selfservice
 from syncd.api.admin import admin_router
 from syncd.api.scim import create_scim_app
 from syncd.config.models import Config
@@ -52,6 +52,10 @@ def create_app(config: Config, db: Database, enrollment: EnrollmentSettings | No
     app.include_router(enroll_pages.router)
     app.include_router(admin_router())  # /api/v1 and /api/mfa/admin (docs/adr/0050)
     app.mount("/scim/v2", create_scim_app(config, db))  # SCIM 2.0 (docs/adr/0030)
+    # API qualities (docs/adr/0055): Idempotency-Key inside the per-key rate limits; the adjusted document.
+    app.add_middleware(idempotency.IdempotencyMiddleware, max_body_bytes=config.api.max_body_bytes)
+    app.add_middleware(ratelimit.RateLimitMiddleware, limits=config.api.rate_limits)
+    openapi.install(app)
 
     @app.middleware("http")
     async def _security_headers(

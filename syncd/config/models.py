@@ -213,6 +213,26 @@ class Factors(Strict):
     """TOTP."""
 
 
+class RateLimit(Strict):
+    """A token bucket per API key: ``per_second`` tokens refill it, ``burst`` is its size."""
+
+    per_second: float = Field(ge=0, le=100_000)
+    """Sustained requests per second per key; 0 turns the limit off."""
+    burst: int = Field(ge=1, le=1_000_000)
+    """Requests a key may send at once after being idle."""
+
+
+class RateLimits(Strict):
+    """Per-key limits of the admin API route classes (each replica counts on its own; docs/adr/0055)."""
+
+    verify: RateLimit = Field(default_factory=lambda: RateLimit(per_second=1000, burst=2000))
+    """``POST /api/v1/verify``."""
+    mail: RateLimit = Field(default_factory=lambda: RateLimit(per_second=1, burst=10))
+    """Routes that send mail: enrollment e-mails and bulk factor enrollment."""
+    failed_auth: RateLimit = Field(default_factory=lambda: RateLimit(per_second=10, burst=100))
+    """Per client address on those routes: answers 401 it may provoke before unknown keys are refused."""
+
+
 class Api(Strict):
     """The HTTP listener (admin API, SCIM, self-service, pages, health, metrics)."""
 
@@ -222,6 +242,8 @@ class Api(Strict):
     """Largest request body accepted."""
     trusted_proxies: list[str] = Field(default_factory=list)
     """Proxy addresses whose X-Forwarded-For is believed."""
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    """Per-key rate limits of the verification and mail-sending admin routes."""
 
     @field_validator("listen")
     @classmethod

@@ -7,16 +7,17 @@ statement that reaches the limit. A locked factor refuses even a correct code un
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from syncd.domain.lifecycle import AuditEvent
+from syncd.domain.lifecycle import AuditEvent, DeviceState, DeviceType
 from syncd.store import audit
 from syncd.store.db import rowcount
-from syncd.store.tables import UserFactor, utcnow
+from syncd.store.tables import BypassCode, Device, HardwareToken, UserFactor, utcnow
 
 TOTP = "TOTP"
 
@@ -99,15 +100,119 @@ def failures(session: Session, user_id: str, factor: str = TOTP) -> int:
 
 
 def unlock(session: Session, user_id: str, *, actor: str, factor: str = TOTP) -> bool:
-    """Admin unlock: counter to zero, lock lifted. False when it was not locked."""
-    result = session.execute(
+    """Admin unlock of one factor: its counter to zero, its lock lifted (other factors untouched).
+    True when it was locked; a counter without a lock is reset too (audited either way when it changed)."""
+    row = _row(session, user_id, factor)
+    if row is None or (row.locked_at is None and row.failures == 0):
+        return False
+    was_locked = row.locked_at is not None
+    session.execute(
         sa.update(UserFactor)
-        .where(
-            UserFactor.user_id == user_id, UserFactor.factor_type == factor, UserFactor.locked_at.is_not(None)
-        )
+        .where(UserFactor.user_id == user_id, UserFactor.factor_type == factor)
         .values(failures=0, locked_at=None)
         .execution_options(synchronize_session=False)
     )
-    if rowcount(result):
-        audit.record(session, AuditEvent(actor, "factor.unlocked", "user", user_id, factor, None, "unlocked"))
-    return bool(rowcount(result))
+    reason = "unlocked" if was_locked else f"failure counter reset (was {row.failures})"
+    audit.record(session, AuditEvent(actor, "factor.unlocked", "user", user_id, factor, None, reason))
+    return was_locked
+
+
+# ---- admin: per-user enablement and the factor summary (issue 6, Part C; docs/adr/0053) -------------
+def set_enabled(session: Session, user_id: str, *, enabled: bool, actor: str, factor: str = TOTP) -> bool:
+    """An admin turns one factor on or off for one user (the counter and lock are kept). Audited when it
+    changed; False when it already was so."""
+    _ensure(session, user_id, factor)
+    result = session.execute(
+        sa.update(UserFactor)
+        .where(UserFactor.user_id == user_id, UserFactor.factor_type == factor, UserFactor.enabled != enabled)
+        .values(enabled=enabled)
+        .execution_options(synchronize_session=False)
+    )
+    changed = bool(rowcount(result))
+    if changed:
+        action = "factor.enabled" if enabled else "factor.disabled"
+        old, new = ("disabled", "enabled") if enabled else ("enabled", "disabled")
+        audit.record(
+            session, AuditEvent(actor, action, "user", user_id, old, new, f"{factor} {new} by admin")
+        )
+    return changed
+
+
+@dataclass(frozen=True, slots=True)
+class FactorState:
+    """What an admin sees about one factor of one user."""
+
+    factor_type: str
+    enabled: bool
+    registration: str  # REGISTERED | PENDING | NOT_REGISTERED
+    failures: int
+    locked: bool
+    locked_at: datetime | None
+    last_auth_status: str | None
+    last_auth_at: datetime | None
+    live_bypass_codes: int | None = None  # BYPASS_CODE only
+    hardware_token_serial: str | None = None  # HARDWARE_TOKEN only
+
+
+def states(session: Session, user_id: str, *, now: datetime | None = None) -> list[FactorState]:
+    """TOTP, HARDWARE_TOKEN and BYPASS_CODE for ``user_id`` (in that order), whether or not a row exists.
+
+    TOTP is REGISTERED with an ACTIVE TOTP device (PENDING with only a pending one); HARDWARE_TOKEN when a
+    token is assigned; BYPASS_CODE while the user has live codes (not revoked, not expired, uses left)."""
+    now = now or utcnow()
+    rows = {
+        r.factor_type: r
+        for r in session.scalars(
+            sa.select(UserFactor)
+            .where(UserFactor.user_id == user_id)
+            .execution_options(populate_existing=True)
+        )
+    }
+    totp_states = set(
+        session.scalars(
+            sa.select(Device.state).where(Device.user_id == user_id, Device.type == DeviceType.TOTP)
+        )
+    )
+    if DeviceState.ACTIVE in totp_states:
+        totp = "REGISTERED"
+    elif DeviceState.PENDING in totp_states:
+        totp = "PENDING"
+    else:
+        totp = "NOT_REGISTERED"
+    serial = session.scalar(sa.select(HardwareToken.serial).where(HardwareToken.user_id == user_id))
+    live = int(
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(BypassCode)
+            .where(
+                BypassCode.user_id == user_id,
+                BypassCode.revoked_at.is_(None),
+                BypassCode.uses_left > 0,
+                sa.or_(BypassCode.expires_at.is_(None), BypassCode.expires_at > now),
+            )
+        )
+        or 0
+    )
+    registration = {
+        "TOTP": totp,
+        "HARDWARE_TOKEN": "REGISTERED" if serial is not None else "NOT_REGISTERED",
+        "BYPASS_CODE": "REGISTERED" if live else "NOT_REGISTERED",
+    }
+    out = []
+    for factor in ("TOTP", "HARDWARE_TOKEN", "BYPASS_CODE"):
+        row = rows.get(factor)
+        out.append(
+            FactorState(
+                factor_type=factor,
+                enabled=row.enabled if row is not None else True,
+                registration=registration[factor],
+                failures=row.failures if row is not None else 0,
+                locked=row is not None and row.locked_at is not None,
+                locked_at=row.locked_at if row is not None else None,
+                last_auth_status=row.last_auth_status if row is not None else None,
+                last_auth_at=row.last_auth_at if row is not None else None,
+                live_bypass_codes=live if factor == "BYPASS_CODE" else None,
+                hardware_token_serial=serial if factor == "HARDWARE_TOKEN" else None,
+            )
+        )
+    return out

@@ -95,6 +95,18 @@ class User(Base):
             sqlite_where=sa.text("deleted_at IS NULL"),
             postgresql_where=sa.text("deleted_at IS NULL"),
         ),
+        # Part A (issue 6, docs/adr/0051): admin user listing by status / source in username order.
+        *(
+            sa.Index(
+                f"ix_users_{column}_live",
+                column,
+                "username_key",
+                "id",
+                sqlite_where=sa.text("deleted_at IS NULL"),
+                postgresql_where=sa.text("deleted_at IS NULL"),
+            )
+            for column in ("status", "managed_by")
+        ),
     )
 
     id: Mapped[str] = _id()
@@ -225,6 +237,8 @@ class BypassCode(Base):
     created_at: Mapped[datetime] = _created()
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+    # Part B (issue 6, docs/adr/0052): 4-bit lookup tag so a check verifies ~one argon2 hash, not all.
+    lookup_tag: Mapped[str | None] = mapped_column(sa.String(2))
 
 
 class Policy(Base):

@@ -15,6 +15,7 @@ from syncd.api.admin import (
     policies,
     registrations,
     reports,
+    sync_runs,
     users,
     verify,
 )
@@ -31,6 +32,7 @@ MODULES = (
     verify,
     reports,
     audit_log,
+    sync_runs,
 )
 
 

@@ -115,7 +115,9 @@ def authenticate(request: Request) -> Caller:
             client = apikeys.authenticate(session, key)
             if client is None:
                 raise UnauthenticatedError("the API key is unknown, revoked or expired")
-            caller = Caller(client.id, client.name, frozenset(Scope(s) for s in client.scopes if s in _SCOPE_NAMES))
+            caller = Caller(
+                client.id, client.name, frozenset(Scope(s) for s in client.scopes if s in _SCOPE_NAMES)
+            )
         cache.put(digest, caller)
         if cache.due_touch(caller.client_id):
             with db.write() as session:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
 
@@ -18,7 +20,7 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Bad request"},
     401: {"model": ErrorBody, "description": "No valid API key"},
     403: {"model": ErrorBody, "description": "The API key lacks the scope"},

@@ -32,8 +32,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("client_id", "key", name=op.f("pk_idempotency_keys")),
     )
     op.create_index(op.f("ix_idempotency_keys_created_at"), "idempotency_keys", ["created_at"], unique=False)
+    # Part B (docs/adr/0052): bypass-code lookup tag.
+    op.add_column("bypass_codes", sa.Column("lookup_tag", sa.String(length=2), nullable=True))
+    # Part A (docs/adr/0051): the admin user listing filters by status or source in username order.
+    for name, column in (("ix_users_status_live", "status"), ("ix_users_managed_by_live", "managed_by")):
+        op.create_index(
+            name,
+            "users",
+            [column, "username_key", "id"],
+            sqlite_where=sa.text("deleted_at IS NULL"),
+            postgresql_where=sa.text("deleted_at IS NULL"),
+        )
 
 
 def downgrade() -> None:
+    for name in ("ix_users_status_live", "ix_users_managed_by_live"):  # Part A
+        op.drop_index(name, table_name="users")
+    with op.batch_alter_table("bypass_codes") as batch:  # Part B
+        batch.drop_column("lookup_tag")
     op.drop_index(op.f("ix_idempotency_keys_created_at"), table_name="idempotency_keys")
     op.drop_table("idempotency_keys")
