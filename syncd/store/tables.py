@@ -12,7 +12,10 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from syncd.domain.lifecycle import DeviceState, DeviceType, UserStatus
 
@@ -85,6 +88,46 @@ def _fk(target: str, *, nullable: bool = False, ondelete: str = "CASCADE") -> Ma
     )
 
 
+class fold_case(FunctionElement[str]):  # lower case like sa.func.lower
+    """A text column with its letters folded to lower case, ordered by code point (UTF-8 bytes): the key of
+    the admin listing's ``q`` prefix search (docs/adr/0051, "Text search").
+
+    SQLite: ``col COLLATE NOCASE`` (folds ASCII only, as SQLite's ``lower()``; an index on it is a plain
+    column index, which SQLAlchemy reflects, unlike ``lower(col)``). PostgreSQL: ``lower(col)`` (the
+    database's LC_CTYPE: ASCII only under ``C``, every letter under a UTF-8 locale), indexed with
+    ``text_pattern_ops`` and compared with ``~>=~`` / ``~<~`` (byte order whatever the collation).
+    """
+
+    type = sa.String()
+    inherit_cache = True
+    name = "fold_case"
+
+
+@compiles(fold_case, "sqlite")
+def _fold_case_sqlite(element: fold_case, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = element.clauses
+    return f"{compiler.process(column, **kw)} COLLATE NOCASE"
+
+
+@compiles(fold_case, "postgresql")
+def _fold_case_postgresql(element: fold_case, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = element.clauses
+    return f"lower({compiler.process(column, **kw)})"
+
+
+PREFIX_COLUMNS = ("username", "email", "given_name", "family_name", "display_name")
+"""Columns the admin listing's ``q`` matches by prefix, each with an ``ix_users_<column>_prefix`` index."""
+
+
+def _prefix_index(column: str) -> sa.Index:
+    label = f"{column}_folded"
+    return sa.Index(
+        f"ix_users_{column}_prefix",
+        fold_case(sa.column(column)).label(label),
+        postgresql_ops={label: "text_pattern_ops"},
+    )
+
+
 class User(Base):
     __tablename__ = "users"
     __table_args__ = (
@@ -107,6 +150,8 @@ class User(Base):
             )
             for column in ("status", "managed_by")
         ),
+        # Part A, text search (docs/adr/0051): q is a case-insensitive prefix of these columns.
+        *(_prefix_index(column) for column in PREFIX_COLUMNS),
     )
 
     id: Mapped[str] = _id()

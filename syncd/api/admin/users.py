@@ -226,7 +226,18 @@ def list_users(
     factorStatus: FactorState | None = None,
     lastAuthnStatus: Annotated[str | None, Query(pattern=r"^[A-Za-z_]{1,32}$")] = None,
     q: Annotated[
-        str | None, Query(min_length=1, max_length=256, description="Text search."), AfterValidator(storable)
+        str | None,
+        Query(
+            min_length=1,
+            max_length=256,
+            description=(
+                "Users whose username, email, given name, family name or display name starts with this "
+                "text, case ignored (ASCII letters always; other letters when typed in the same case, in "
+                "lower or upper case, or capitalised). A prefix, not a substring; `%`, `_` and `\\` are "
+                "plain characters."
+            ),
+        ),
+        AfterValidator(storable),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,

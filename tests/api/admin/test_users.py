@@ -14,7 +14,7 @@ from harness.served_config import serve_with
 
 from syncd.domain.lifecycle import DeviceState, DeviceType, UserStatus
 from syncd.sources.readers import kind_of, reader_for
-from syncd.store import audit, users
+from syncd.store import audit, user_admin, users
 from syncd.store.db import Database
 from syncd.store.tables import (
     AuditRecord,
@@ -263,13 +263,15 @@ def test_each_filter_against_a_known_data_set(admin: Admin, dataset: dict[str, s
         ({"lastAuthnStatus": "SUCCESS"}, ["ann"]),
         ({"lastAuthnStatus": "FAILURE", "factor": "HARDWARE_TOKEN"}, ["eve"]),
         ({"lastAuthnStatus": "FAILURE", "factor": "TOTP"}, []),
-        ({"q": "OTHER.ORG"}, ["cat"]),
+        ({"q": "CAT@OTHER"}, ["cat"]),  # q: a case-insensitive prefix (more in test_q_…)
         ({"q": "dan x"}, ["dan"]),
-        ({"q": "%"}, ["ann"]),
-        ({"q": "100%"}, ["ann"]),
-        ({"q": "_"}, ["ben"]),
-        ({"q": "n_s"}, ["ben"]),
-        ({"q": "a%l"}, []),
+        ({"q": "x"}, []),  # not a substring search
+        ({"q": "ann 100%"}, ["ann"]),  # % and _ are plain characters
+        ({"q": "%"}, []),
+        ({"q": "a%"}, []),
+        ({"q": "ben_s"}, ["ben"]),
+        ({"q": "_"}, []),
+        ({"q": "be_"}, []),
         ({"status": "ACTIVE", "source": "corp-ldap", "factor": "TOTP"}, ["ann"]),
     ]
     with admin.client("read") as client:
@@ -290,6 +292,62 @@ def test_each_filter_against_a_known_data_set(admin: Admin, dataset: dict[str, s
             ("mid", False),
             ("top", True),
         ]
+
+
+@pytest.mark.parametrize("broad", [False, True], ids=["prefix-indexes", "username-walk"])
+def test_q_is_a_case_insensitive_prefix_of_each_name_column(
+    admin: Admin, broad: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Username, email, given, family and display name are each searched by prefix, case ignored (ASCII
+    letters always; other letters as typed, lower, upper or capitalised); no wildcards. ``broad``: SQLite
+    takes every prefix for a common one and walks username order (user_admin.BROAD_PREFIX)."""
+    if broad:
+        monkeypatch.setattr(user_admin, "BROAD_PREFIX", 1)
+    db = admin.db
+    make_user(db, "Xavier.K")
+    make_user(db, "u2", email="Prefix.Mail@Example.COM")
+    make_user(db, "u3", given_name="Gwendolyn")
+    make_user(db, "u4", family_name="Ölsen")
+    make_user(db, "u5", display_name="Dr. Zhivago")
+    make_user(db, "u6", family_name="ÖLSEN-BERG")
+    make_user(db, "u7", display_name="Émile Zola")
+    make_user(db, "back\\slash")
+    make_user(db, "at@home")
+    make_user(db, "atom")
+    make_user(db, "at[x")
+    cases: list[tuple[str, list[str]]] = [
+        ("xavier", ["Xavier.K"]),
+        ("XAVIER.k", ["Xavier.K"]),
+        ("xavier.k@EXAMPLE.com", ["Xavier.K"]),  # the email
+        ("prefix.mail@example.c", ["u2"]),
+        ("gwen", ["u3"]),
+        ("GWENDOLYN", ["u3"]),
+        ("gwendolyns", []),
+        ("öl", ["u4", "u6"]),
+        ("Öl", ["u4", "u6"]),
+        ("ÖL", ["u4", "u6"]),
+        ("ölsen-b", ["u6"]),
+        ("dr. z", ["u5"]),
+        ("zhivago", []),  # not a prefix
+        ("émile", ["u7"]),
+        ("ÉMILE Z", ["u7"]),
+        ("back\\", ["back\\slash"]),  # backslash: a plain character
+        ("\\", []),
+        ("at@", ["at@home"]),  # "@" is followed by "A" in code points: the range must not reach "a"…
+        ("at[", ["at[x"]),
+        ("at", ["at@home", "at[x", "atom"]),
+        ("u", ["u2", "u3", "u4", "u5", "u6", "u7"]),
+        ("ü", []),
+    ]
+    with admin.client("read") as client:
+        for q, expected in cases:
+            assert walk(client, {"q": q}, limit=2) == expected, q
+        assert names(client.get("/api/v1/users", params={"q": "u", "status": "UNENROLLED", "limit": 3})) == [
+            "u2",
+            "u3",
+            "u4",
+        ]
+        assert client.get("/api/v1/users", params={"q": ""}).status_code == 422
 
 
 # ---- groups and policies of a user ------------------------------------------------------------------------

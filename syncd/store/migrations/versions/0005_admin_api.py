@@ -19,6 +19,8 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
+PREFIX_COLUMNS = ("username", "email", "given_name", "family_name", "display_name")  # Part A, text search
+
 
 def upgrade() -> None:
     op.create_table(
@@ -43,9 +45,17 @@ def upgrade() -> None:
             sqlite_where=sa.text("deleted_at IS NULL"),
             postgresql_where=sa.text("deleted_at IS NULL"),
         )
+    # Part A, text search: q is a case-insensitive prefix of these columns, keyed by
+    # syncd.store.tables.fold_case (SQLite: COLLATE NOCASE; PostgreSQL: lower() with text_pattern_ops).
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    for column in PREFIX_COLUMNS:
+        key = f"{column} COLLATE NOCASE" if sqlite else f"lower({column}) text_pattern_ops"
+        op.execute(f"CREATE INDEX ix_users_{column}_prefix ON users ({key})")
 
 
 def downgrade() -> None:
+    for column in PREFIX_COLUMNS:  # Part A, text search
+        op.drop_index(f"ix_users_{column}_prefix", table_name="users")
     for name in ("ix_users_status_live", "ix_users_managed_by_live"):  # Part A
         op.drop_index(name, table_name="users")
     with op.batch_alter_table("bypass_codes") as batch:  # Part B
