@@ -2,7 +2,8 @@
 
 Counted in this process: sync runs by source, mode and outcome; objects created/updated/disabled/
 re-enabled; guard refusals; run durations; mail sent and send failures; verification outcomes (routes
-ending in ``/verify``); HTTP latency by route template. Read from the database at scrape time (so every
+ending in ``/verify``; the finer outcome a route leaves in ``request.state.verification`` wins over the
+status); HTTP latency by route template. Read from the database at scrape time (so every
 replica shows the same picture): users by status, outbox messages by status and depth, each source's
 last run, and whether this replica is the leader. Names are listed in docs/deployment.md.
 """
@@ -184,6 +185,7 @@ class HttpMetrics:
             return
         started = time.perf_counter()
         status = 500
+        state = scope.setdefault("state", {})  # shared by reference with every Request of this call
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -199,9 +201,16 @@ class HttpMetrics:
                 time.perf_counter() - started
             )
             if route.endswith("/verify"):
-                self.metrics.verifications.labels(route, _verification_outcome(status)).inc()
+                outcome = _verification_outcome(status, state.get("verification"))
+                self.metrics.verifications.labels(route, outcome).inc()
 
     def _template(self, scope: Scope) -> str:
+        # The route the app resolved, as FastAPI leaves it in the scope (routers included with a prefix
+        # match as a whole at the top level, without a path of their own); else match the top level here.
+        resolved = scope.get("fastapi", {}).get("effective_route_context")
+        template = getattr(resolved, "path_format", None)
+        if isinstance(template, str) and template:
+            return template
         for route in self.routes():
             match, _ = route.matches(scope)
             if match is Match.FULL:
@@ -209,7 +218,13 @@ class HttpMetrics:
         return "unmatched"
 
 
-def _verification_outcome(status: int) -> str:
+def _verification_outcome(status: int, detail: str | None = None) -> str:
+    """``accepted``, ``rejected``, ``locked``, ``rate_limited``, ``error`` from the status — unless the route
+    told the finer outcome in ``request.state.verification`` (``POST /api/v1/verify`` answers 200 for every
+    decision): ``accepted`` for ``ok``, else the refusal's detail (``wrong_code``, ``unknown_user``,
+    ``policy_denied``, … — a fixed set, see :class:`syncd.store.verification.Detail`)."""
+    if detail is not None and status < 400:
+        return "accepted" if detail == "ok" else detail
     if status < 400:
         return "accepted"
     if status == 423:

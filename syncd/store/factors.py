@@ -7,8 +7,10 @@ statement that reaches the limit. A locked factor refuses even a correct code un
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -92,6 +94,85 @@ def record_success(
         .values(failures=0, last_auth_status="SUCCESS", last_auth_at=now or utcnow())
         .execution_options(synchronize_session=False)
     )
+
+
+# ---- verification hot path (docs/adr/0054, "Speed"): one statement per write, Core, no ORM objects ------
+_USER_FACTORS = cast("sa.Table", UserFactor.__table__)
+
+
+def _bp(name: str, type_: Any = None) -> Any:
+    return sa.bindparam(f"p_{name}", type_=type_)
+
+
+@functools.cache
+def _upserts(dialect: str) -> tuple[Any, Any, Any]:
+    """The upserts of the verification path for ``dialect`` (built once per dialect): the last
+    authentication (keeping the counter; resetting it), and a counted failure returning ``locked_at``."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    t = _USER_FACTORS
+    key = [t.c.user_id, t.c.factor_type]
+    now = _bp("now", t.c.last_auth_at.type)
+    row = {"user_id": _bp("user"), "factor_type": _bp("factor"), "enabled": True, "last_auth_at": now}
+    last = insert(t).values(**row, failures=0, last_auth_status=_bp("status"))
+    keep = last.on_conflict_do_update(
+        index_elements=key, set_={"last_auth_status": _bp("status"), "last_auth_at": now}
+    )
+    reset = last.on_conflict_do_update(
+        index_elements=key, set_={"last_auth_status": _bp("status"), "last_auth_at": now, "failures": 0}
+    )
+    after = t.c.failures + 1
+    reaches = after >= _bp("max_failures", sa.Integer)
+    count = (
+        insert(t)
+        .values(
+            **row, failures=1, locked_at=_bp("locked_at", t.c.locked_at.type), last_auth_status=_bp("status")
+        )
+        .on_conflict_do_update(
+            index_elements=key,
+            set_={
+                "failures": after,
+                "locked_at": sa.case((sa.and_(t.c.locked_at.is_(None), reaches), now), else_=t.c.locked_at),
+                "last_auth_status": sa.case(
+                    (sa.or_(t.c.locked_at.is_not(None), reaches), "LOCKED"), else_="FAILURE"
+                ),
+                "last_auth_at": now,
+            },
+        )
+        .returning(t.c.locked_at)
+    )
+    return keep, reset, count
+
+
+def record_last(
+    session: Session, user_id: str, factor: str, status: str, now: datetime, *, reset: bool = False
+) -> None:
+    """One upsert: ``last_auth_status`` / ``last_auth_at`` of the user's factor (the row is made if missing);
+    with ``reset`` the consecutive-failure counter goes back to 0 in the same statement (a good code)."""
+    keep, zero, _ = _upserts(session.get_bind().dialect.name)
+    params = {"p_user": user_id, "p_factor": factor, "p_status": status, "p_now": now}
+    session.connection().execute(zero if reset else keep, params)
+
+
+def count_failure(session: Session, user_id: str, factor: str, *, max_failures: int, now: datetime) -> bool:
+    """One upsert: count a wrong code, lock at ``max_failures``, write ``FAILURE`` or ``LOCKED`` as the
+    last authentication; True when the factor is (now) locked. The statement that locks it is audited."""
+    _, _, count = _upserts(session.get_bind().dialect.name)
+    first_locks = max_failures <= 1
+    params = {
+        "p_user": user_id,
+        "p_factor": factor,
+        "p_status": "LOCKED" if first_locks else "FAILURE",
+        "p_now": now,
+        "p_locked_at": now if first_locks else None,
+        "p_max_failures": max_failures,
+    }
+    locked_at = session.connection().execute(count, params).scalar_one()
+    if locked_at is not None and locked_at == now:
+        audit.record(
+            session,
+            AuditEvent("system", "factor.locked", "user", user_id, None, factor, "too many wrong codes"),
+        )
+    return locked_at is not None
 
 
 def failures(session: Session, user_id: str, factor: str = TOTP) -> int:

@@ -25,6 +25,11 @@ def is_active(session: Session, factor_type: str) -> bool:
     """True when the org offers ``factor_type``: its row is ACTIVE, or it has no row and is a built-in
     factor (TOTP, HARDWARE_TOKEN, BYPASS_CODE)."""
     status = session.scalar(sa.select(OrgFactor.status).where(OrgFactor.factor_type == factor_type))
+    return status_is_active(status, factor_type)
+
+
+def status_is_active(status: str | None, factor_type: str) -> bool:
+    """:func:`is_active` for a status read elsewhere (``None``: the factor has no row)."""
     if status is None:
         return factor_type in FACTOR_TYPES
     return status == ACTIVE

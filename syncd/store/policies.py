@@ -35,28 +35,29 @@ def to_domain(row: Policy) -> rules.Policy:
     return rules.policy_from_json(row.id, row.name, row.priority, row.rules or [])
 
 
-def effective_group_ids(session: Session, user_id: str) -> set[str]:
-    """Live groups the user is in directly, plus every group those are nested in (cycles are harmless)."""
-    direct = set(
-        session.scalars(
-            sa.select(GroupMember.group_id)
-            .join(Group, Group.id == GroupMember.group_id)
-            .where(GroupMember.user_id == user_id, Group.deleted_at.is_(None))
-        )
+def _effective_groups(user_id: str) -> sa.CTE:
+    """Live groups the user is in directly, and (recursively) every live group those are nested in.
+    ``UNION`` (not ``UNION ALL``) stops at groups already found, so nesting cycles end."""
+    direct = (
+        sa.select(GroupMember.group_id.label("id"))
+        .join(Group, Group.id == GroupMember.group_id)
+        .where(GroupMember.user_id == user_id, Group.deleted_at.is_(None))
+        .cte("effective_groups", recursive=True)
     )
-    seen = set(direct)
-    frontier = set(direct)
-    while frontier:
-        parents = set(
-            session.scalars(
-                sa.select(GroupNesting.parent_id)
-                .join(Group, Group.id == GroupNesting.parent_id)
-                .where(GroupNesting.child_id.in_(sorted(frontier)), Group.deleted_at.is_(None))
-            )
-        )
-        frontier = parents - seen
-        seen |= frontier
-    return seen
+    parents = (
+        sa.select(GroupNesting.parent_id)
+        .join(direct, GroupNesting.child_id == direct.c.id)
+        .join(Group, Group.id == GroupNesting.parent_id)
+        .where(Group.deleted_at.is_(None))
+    )
+    return direct.union(parents)
+
+
+def effective_group_ids(session: Session, user_id: str) -> set[str]:
+    """Live groups the user is in directly, plus every group those are nested in (cycles are harmless);
+    one recursive statement."""
+    groups = _effective_groups(user_id)
+    return set(session.scalars(sa.select(groups.c.id)))
 
 
 def applicable(session: Session, user_id: str, group_ids: Iterable[str]) -> list[Applied]:
@@ -108,8 +109,38 @@ def decide(
     user = session.get(User, user_id)
     if user is None:
         raise NotFoundError(f"no user {user_id!r}")
-    request, applied = request_for(session, user, application, factor, client_ip)
-    return rules.evaluate([to_domain(a.policy) for a in applied], request)
+    return decide_for(session, user.id, user.status.value, application, factor, client_ip)
+
+
+def decide_for(
+    session: Session,
+    user_id: str,
+    user_status: str,
+    application: str,
+    factor: str | None,
+    client_ip: str | None,
+) -> rules.Decision:
+    """:func:`decide` for a user already read (the verification path): two statements, no ORM objects —
+    the effective groups (one recursive query) and the policies assigned to the user or to those groups."""
+    groups = effective_group_ids(session, user_id)
+    target = PolicyAssignment.user_id == user_id
+    if groups:
+        target = sa.or_(target, PolicyAssignment.group_id.in_(sorted(groups)))
+    rows = session.execute(
+        sa.select(Policy.id, Policy.name, Policy.priority, Policy.rules).where(
+            Policy.id.in_(sa.select(PolicyAssignment.policy_id).where(target))
+        )
+    ).all()
+    request = rules.AccessRequest(
+        user_id=user_id,
+        user_status=user_status,
+        group_ids=frozenset(groups),
+        application=application,
+        factor=factor,
+        client_ip=client_ip,
+    )
+    found = [rules.policy_from_json(r.id, r.name, r.priority, r.rules or []) for r in rows]
+    return rules.evaluate(found, request)
 
 
 # ---- CRUD helpers ----------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ revoked or expired key is 401 (with ``WWW-Authenticate: Bearer``); a valid key w
 ``manage`` implies ``read``; ``verify`` is on its own (an application that checks codes reads nothing).
 
 Validated keys are cached in this process for ``CACHE_SECONDS`` (the verification hot path does not read
-the key table on every request); a revocation reaches other replicas within that time.
+the key table on every request, and a cache hit is answered on the event loop without a thread-pool hop);
+a revocation reaches other replicas within that time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import timedelta
 
 from fastapi import Request
 from fastapi.security import HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from syncd.errors import ForbiddenError, UnauthenticatedError
 from syncd.store import apikeys
@@ -99,15 +101,26 @@ def _cache(request: Request) -> _Cache:
     return cache
 
 
-def authenticate(request: Request) -> Caller:
-    """The caller of this request, or 401."""
+def _key_and_digest(request: Request) -> tuple[str, str]:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise UnauthenticatedError("send an API key as 'Authorization: Bearer <key>'")
+    return key, hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+
+
+def cached_caller(request: Request) -> Caller | None:
+    """The caller when its key was validated in this process less than ``CACHE_SECONDS`` ago (no I/O, so
+    it runs on the event loop); None when the key must be looked up. 401 for a malformed header."""
+    _, digest = _key_and_digest(request)
+    return _cache(request).get(digest)
+
+
+def authenticate(request: Request) -> Caller:
+    """The caller of this request, or 401 (reads the database on a cache miss: run it in a thread)."""
+    key, digest = _key_and_digest(request)
     cache = _cache(request)
-    digest = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
     caller = cache.get(digest)
     if caller is None:
         db: Database = request.app.state.db
@@ -127,13 +140,18 @@ def authenticate(request: Request) -> Caller:
 
 class require:
     """A dependency that authenticates the request and checks one scope. ``scope`` is kept as an attribute
-    so tests (and the OpenAPI walk) can tell which scope each route needs."""
+    so tests (and the OpenAPI walk) can tell which scope each route needs.
+
+    A key validated recently is taken from the cache on the event loop (no thread-pool hop on the hot
+    path); only a miss runs :func:`authenticate` (a database read) in the thread pool."""
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
 
-    def __call__(self, request: Request) -> Caller:
-        caller = authenticate(request)
+    async def __call__(self, request: Request) -> Caller:
+        caller = cached_caller(request)
+        if caller is None:
+            caller = await run_in_threadpool(authenticate, request)
         if not caller.has(self.scope):
             raise ForbiddenError(f"this API key lacks the '{self.scope}' scope")
         request.state.caller = caller

@@ -4,7 +4,8 @@ The answer is ``{"result": "ALLOW"|"DENY", "reason": …}`` with three reasons o
 ``invalid_credentials`` (unknown user, wrong or replayed code, disabled user, factor off or locked — the
 same body and the same work for all, so nothing can be enumerated) and ``policy_denied`` (only after a good
 code). The finer reason goes to ``request.state.verification`` (for the metrics middleware) and to the log.
-The decision runs in the thread pool (argon2 and HMAC work off the event loop). Refusals are paced: a DENY
+The decision runs in the thread pool (argon2 and HMAC work off the event loop) — the request's only
+thread-pool hop: the API key is taken from the auth cache on the event loop. Refusals are paced: a DENY
 is answered no sooner than the median time of the recent full code checks (:class:`Pacer`), so an unknown
 user (one read) takes as long as a wrong code (reads, a failure count, a committed write). The wait is an
 ``asyncio.sleep``, which holds no thread. See docs/adr/0054-verification.md.
