@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.api.admin.auth import Caller, Scope, require
-from syncd.api.admin.devices import ID_PATTERN, UserId, mail_host
-from syncd.api.admin.schemas import ERRORS
+from syncd.api.admin.devices import UserId, mail_host
+from syncd.api.admin.schemas import ERRORS, ID_PATTERN
 from syncd.domain import bypass
 from syncd.domain.lifecycle import can_use_bypass_code
 from syncd.errors import DomainError

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from syncd.api.admin.auth import Caller, Scope, require
-from syncd.api.admin.schemas import ERRORS
+from syncd.api.admin.schemas import ERRORS, ID_PATTERN
 from syncd.domain.lifecycle import DeviceState, DeviceType, UserStatus
 from syncd.errors import NotFoundError
 from syncd.store import devices
@@ -25,9 +25,6 @@ from syncd.store.tables import Device
 router = APIRouter(tags=["devices"])
 
 
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-"""Ids are URL-safe random strings (``tables.new_id``); anything else can't exist (and a NUL byte would
-upset PostgreSQL), so it is refused as invalid input."""
 UserId = Annotated[str, Path(pattern=ID_PATTERN, description="The user's id.")]
 DeviceId = Annotated[str, Path(pattern=ID_PATTERN, description="The device's id.")]
 

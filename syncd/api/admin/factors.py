@@ -17,8 +17,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from sqlalchemy.orm import Session
 
 from syncd.api.admin.auth import Caller, Scope, require
-from syncd.api.admin.policies import ID_PATTERN, Id, storable
-from syncd.api.admin.schemas import ERRORS
+from syncd.api.admin.policies import Id
+from syncd.api.admin.schemas import ERRORS, ID_PATTERN, storable
 from syncd.domain.policy import FactorType
 from syncd.errors import ConflictError, DomainError, NotFoundError, RateLimitedError, UsageError
 from syncd.store import factors as user_factors

@@ -10,14 +10,12 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from syncd.api.admin.auth import Caller, Scope, require
-from syncd.api.admin.schemas import ERRORS
+from syncd.api.admin.schemas import ERRORS, ID_PATTERN, storable
 from syncd.api.admin.users import (
     CURSOR_PATTERN,
-    ID_PATTERN,
     PolicyRef,
     UserPage,
     policy_ref,
-    storable,
     user_out,
 )
 from syncd.store import cursors_page, group_admin, policy_assignments, user_admin

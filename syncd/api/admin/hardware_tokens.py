@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.api.admin.auth import Caller, Scope, require
-from syncd.api.admin.devices import ID_PATTERN, UserId, mail_host, seed_keys
-from syncd.api.admin.schemas import ERRORS
+from syncd.api.admin.devices import UserId, mail_host, seed_keys
+from syncd.api.admin.schemas import ERRORS, ID_PATTERN
 from syncd.domain import token_files
 from syncd.domain.lifecycle import UserStatus
 from syncd.store import devices, hardware_tokens

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from syncd.api.admin.auth import Caller, Scope, require
-from syncd.api.admin.schemas import ERRORS
+from syncd.api.admin.schemas import ERRORS, ID_PATTERN, storable
 from syncd.domain import policy as rules
 from syncd.domain.lifecycle import AuditEvent, UserStatus
 from syncd.domain.policy import FactorType
@@ -28,21 +28,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {k: v for k, v in ERRORS.items()}
 
 router = APIRouter(tags=["policies"])
 
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-"""Ids are URL-safe random strings (``tables.new_id``); anything else can't exist."""
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 PolicyId = Annotated[str, Path(pattern=ID_PATTERN)]
-
-
-def storable(value: str) -> str:
-    """Refuse strings no database can store (NUL characters, unpaired surrogates) as invalid input."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("must be valid Unicode") from exc
-    return value
 
 
 Name = Annotated[

@@ -13,8 +13,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel
 
 from syncd.api.admin.auth import Caller, Scope, require
-from syncd.api.admin.schemas import ERRORS
-from syncd.api.admin.users import ID_PATTERN
+from syncd.api.admin.schemas import ERRORS, ID_PATTERN
 from syncd.errors import NotFoundError
 from syncd.store import registrations, user_admin
 from syncd.store.enrollment import EnrollmentSettings

@@ -20,6 +20,25 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+"""Ids are URL-safe random strings (``tables.new_id``); anything else can't exist (and a NUL byte would
+upset PostgreSQL), so it is refused as invalid input."""
+
+
+def storable(value: str | None) -> str | None:
+    """Refuse strings no database can store (NUL characters, unpaired surrogates) as invalid input
+    (``AfterValidator(storable)`` on free-text fields)."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode") from exc
+    return value
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Bad request"},
     401: {"model": ErrorBody, "description": "No valid API key"},

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from syncd.api.admin.auth import Caller, Scope, require
-from syncd.api.admin.schemas import ERRORS, ErrorBody
+from syncd.api.admin.schemas import ERRORS, ID_PATTERN, ErrorBody, storable
 from syncd.api.admin.user_sync import SyncOutcome, sync_user
 from syncd.domain.factor_state import FactorState, FactorType
 from syncd.domain.lifecycle import UserStatus
@@ -25,24 +25,8 @@ from syncd.store.tables import Group, Policy, User
 
 router = APIRouter(tags=["users"])
 
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-"""Ids are URL-safe random strings (``tables.new_id``); anything else can't exist (and a NUL byte would
-upset PostgreSQL), so it is refused as invalid input."""
 Id = Annotated[str, Path(pattern=ID_PATTERN)]
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,1024}$"
-
-
-def storable(value: str | None) -> str | None:
-    """Refuse strings no database can store (NUL characters, unpaired surrogates) as invalid input."""
-    if value is None:
-        return None
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("must be valid Unicode") from exc
-    return value
 
 
 Text = Annotated[str | None, AfterValidator(storable)]

@@ -27,7 +27,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from syncd.api.admin.auth import Caller, Scope, require
-from syncd.api.admin.schemas import ERRORS
+from syncd.api.admin.schemas import ERRORS, storable
 from syncd.errors import NotFoundError
 from syncd.store import verification
 from syncd.store.db import Database
@@ -75,17 +75,6 @@ def _pacer(request: Request) -> Pacer:
     if pacer is None:
         pacer = state.verify_pacer = Pacer()
     return pacer
-
-
-def storable(value: str) -> str:
-    """Refuse strings no database can store (NUL characters, unpaired surrogates) as invalid input."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("must be valid Unicode") from exc
-    return value
 
 
 Text = Annotated[str, AfterValidator(storable)]
