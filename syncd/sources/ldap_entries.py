@@ -264,7 +264,7 @@ class RawGroup:
     description: str | None
     member_dns: list[str]
     member_uids: list[str]
-    member_users: set[str] = field(default_factory=set)
+    member_users: list[str] = field(default_factory=list)  # a list while reading: 8 bytes a member
     values_read: int = 0
 
 
@@ -340,4 +340,4 @@ class GroupCollector:
             if anchor is None:
                 group.member_dns.append(value)
             else:
-                group.member_users.add(anchor)
+                group.member_users.append(anchor)

@@ -29,8 +29,8 @@ def resolve(
     """Resolve every group's members to user and group anchors."""
     out: list[SourceGroup] = []
     for group in groups:
-        users = group.member_users  # taken over (the raw group is not used after this)
-        group.member_users = set()
+        users = set(group.member_users)  # one group's set at a time (the raw group is not used after this)
+        group.member_users = []
         nested: set[str] = set()
         unknown = 0
         for value in group.member_dns:

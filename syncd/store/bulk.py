@@ -10,17 +10,21 @@ that no second copy of a large insert is ever held in memory. Both run inside th
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.orm import Session
 
 CHUNK = 2000
+USER_TABLES = ("users", "source_links", "audit_log")  # what creating users fills
+GROUP_TABLES = ("groups", "group_members", "group_nesting")  # what creating groups fills
 
 
 def insert_rows(session: Session, table: sa.Table, rows: Iterable[Mapping[str, Any]]) -> int:
@@ -60,6 +64,120 @@ def insert_rows(session: Session, table: sa.Table, rows: Iterable[Mapping[str, A
     finally:
         cursor.close()
     return count
+
+
+def analyze(session: Session, tables: Iterable[str]) -> None:
+    """Refresh PostgreSQL's statistics of ``tables`` (SQLite: nothing to do).
+
+    A bulk load into near-empty tables leaves the planner with no statistics: it then takes
+    ``deleted_at IS NULL`` for a selective condition and answers each batch's 500-key lookups with a
+    scan of the whole table, so the load slows down as it grows. ``ANALYZE`` samples at most 30,000 rows
+    (milliseconds at this size); a role that doesn't own a table gets a warning and nothing is done.
+    Run inside the unit of work that loaded the rows: PostgreSQL counts a transaction's own inserts.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return
+    names = sql.SQL(", ").join(sql.Identifier(table) for table in tables)
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor:
+        cursor.execute(sql.SQL("ANALYZE {}").format(names))
+
+
+LEAN_CACHE_KIB = 8192
+
+
+@contextlib.contextmanager
+def lean_cache(session: Session) -> Iterator[None]:
+    """SQLite: a unit of work of a bulk load runs with an 8 MiB page cache, then the connection gets its
+    configured size back. A load touches each index page a few times per batch and the file's pages are
+    in the OS cache anyway: a 32 MiB cache per connection made the first sync of 100,000 users no faster,
+    only 28 MB bigger (docs/adr/0015-ldap-sync-speed.md). Nothing to do on PostgreSQL."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    before = int(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
+    connection.exec_driver_sql(f"PRAGMA cache_size=-{LEAN_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(sa.exc.DBAPIError):  # the unit of work's own error matters more
+            connection.exec_driver_sql(f"PRAGMA cache_size={before}")
+
+
+BULK_KEYS = 20_000  # rows from which a load checks foreign keys once, at the end (PostgreSQL)
+
+
+@contextlib.contextmanager
+def foreign_keys_checked_at_end(session: Session, table: str, rows: int) -> Iterator[None]:
+    """Load ``rows`` rows into ``table`` with its foreign keys checked once, by a join, at the end.
+
+    On PostgreSQL each inserted row otherwise runs one query per foreign key, which locks the row it
+    refers to (``FOR KEY SHARE``): 600,000 such queries for a first sync's 300,000 memberships, most of
+    its time. For a load of at least :data:`BULK_KEYS` rows into a table holding under a tenth of that
+    (a first sync), the table's foreign keys are dropped, the rows loaded, and the same constraints
+    (``pg_get_constraintdef``) added back, which validates them with one join each — all in the caller's
+    transaction: a violation fails the unit of work as the per-row checks would have, and other sessions
+    never see the table without its constraints. They wait instead: dropping a foreign key takes ACCESS
+    EXCLUSIVE locks on the table and the tables it refers to (``users``, ``groups``) until the unit of
+    work commits (~2 s for 300,000 memberships). When the locks can't be had within 2 s, or this role
+    may not alter the table, the rows are loaded the usual way. SQLite: the usual way (cheap checks).
+    """
+    connection = session.connection()
+    keys: list[tuple[str, str]] = []
+    if connection.dialect.name == "postgresql" and rows >= BULK_KEYS:
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        keys = _drop_foreign_keys(driver, table, rows)
+    yield
+    if keys:
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        with driver.cursor() as cursor:
+            for name, definition in keys:
+                cursor.execute(
+                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(
+                        sql.Identifier(table), sql.Identifier(name)
+                    )
+                    + sql.SQL(definition)  # the server's own text of the constraint
+                )
+
+
+def _drop_foreign_keys(driver: psycopg.Connection[Any], table: str, rows: int) -> list[tuple[str, str]]:
+    """Drop ``table``'s foreign keys if it holds under a tenth of ``rows``; their names and definitions."""
+    with driver.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (table,))
+        row = cursor.fetchone()
+        if row is None or row[0] * 10 >= rows:  # only into a (nearly) empty table: see the docstring
+            return []
+        cursor.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY conname",
+            (table,),
+        )
+        keys = [(str(name), str(definition)) for name, definition in cursor.fetchall()]
+        if not keys:
+            return []
+        cursor.execute("SHOW lock_timeout")
+        timeout = cursor.fetchone()
+        cursor.execute("SAVEPOINT syncd_bulk_keys")
+        try:
+            cursor.execute("SET LOCAL lock_timeout = '2s'")
+            for name, _ in keys:
+                cursor.execute(
+                    sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                        sql.Identifier(table), sql.Identifier(name)
+                    )
+                )
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.InsufficientPrivilege):
+            cursor.execute("ROLLBACK TO SAVEPOINT syncd_bulk_keys")
+            cursor.execute("RELEASE SAVEPOINT syncd_bulk_keys")
+            return []
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", (timeout[0] if timeout else "0",))
+        cursor.execute("RELEASE SAVEPOINT syncd_bulk_keys")
+        return keys
 
 
 Processor = Callable[[Any], Any] | None

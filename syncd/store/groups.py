@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
-from syncd.store.bulk import insert_rows
+from syncd.store.bulk import foreign_keys_checked_at_end, insert_rows
 from syncd.store.tables import Group, GroupMember, GroupNesting, SourceLink, utcnow
 
 
@@ -199,13 +199,74 @@ def count_memberships(session: Session, source: str) -> int:
     return int(members or 0) + int(nests or 0)
 
 
-def insert_members(session: Session, rows: Iterable[tuple[str, str]], managed_by: str | None) -> None:
-    """Insert (group id, user id) memberships known not to exist yet, in bulk (rows may be a generator)."""
-    insert_rows(
-        session,
-        GroupMember.__table__,  # type: ignore[arg-type]
-        ({"group_id": g, "user_id": u, "managed_by": managed_by} for g, u in rows),
+def insert_members(
+    session: Session, rows: Iterable[tuple[str, str]], managed_by: str | None, *, expected: int = 0
+) -> None:
+    """Insert (group id, user id) memberships known not to exist yet, in bulk (rows may be a generator).
+
+    ``expected`` (about how many rows there are) lets a large load check its foreign keys once, at the
+    end (:func:`~syncd.store.bulk.foreign_keys_checked_at_end`)."""
+    with foreign_keys_checked_at_end(session, GroupMember.__tablename__, expected):
+        insert_rows(
+            session,
+            GroupMember.__table__,  # type: ignore[arg-type]
+            ({"group_id": g, "user_id": u, "managed_by": managed_by} for g, u in rows),
+        )
+
+
+_STAGED = sa.Table(
+    "syncd_staged_members",
+    sa.MetaData(),
+    sa.Column("group_id", sa.String(32), nullable=False),
+    sa.Column("anchor", sa.String(255), nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+
+def stage_members(session: Session, rows: Iterable[tuple[str, str]]) -> None:
+    """Load (group id, user anchor) pairs of new groups into a temporary table, in bulk (rows may be a
+    generator); :func:`insert_staged_members` turns them into memberships and drops the table. Created
+    in the caller's transaction: a rollback drops it too."""
+    _STAGED.create(session.connection())
+    insert_rows(session, _STAGED, ({"group_id": g, "anchor": a} for g, a in rows))
+
+
+def _staged_links(source: str) -> sa.Join:
+    return _STAGED.outerjoin(
+        SourceLink,
+        sa.and_(
+            SourceLink.source == source,
+            SourceLink.object_type == "user",
+            SourceLink.anchor == _STAGED.c.anchor,
+        ),
     )
+
+
+def unlinked_staged(session: Session, source: str) -> dict[str, set[str]]:
+    """Group id → the staged member anchors that no user of ``source`` is linked to."""
+    query = (
+        sa.select(_STAGED.c.group_id, _STAGED.c.anchor)
+        .select_from(_staged_links(source))
+        .where(SourceLink.anchor.is_(None))
+    )
+    out: dict[str, set[str]] = {}
+    for group_id, anchor in session.execute(query):
+        out.setdefault(group_id, set()).add(anchor)
+    return out
+
+
+def insert_staged_members(session: Session, source: str, *, expected: int) -> None:
+    """Insert the staged pairs whose anchor ``source`` links to a user as memberships managed by
+    ``source`` (one ``INSERT … SELECT``), then drop the staging table. ``expected``: about how many."""
+    linked = (
+        sa.select(_STAGED.c.group_id, SourceLink.object_id, sa.literal(source, sa.String(64)))
+        .select_from(_staged_links(source))
+        .where(SourceLink.object_id.is_not(None))
+        .distinct()
+    )
+    with foreign_keys_checked_at_end(session, GroupMember.__tablename__, expected):
+        session.execute(sa.insert(GroupMember).from_select(["group_id", "user_id", "managed_by"], linked))
+    _STAGED.drop(session.connection())
 
 
 def insert_children(session: Session, rows: Iterable[tuple[str, str]], managed_by: str | None) -> None:

@@ -101,15 +101,20 @@ def device_states(session: Session, user_ids: Iterable[str]) -> dict[str, dict[s
 
 
 def owners_of_usernames(session: Session, keys: Iterable[str]) -> dict[str, tuple[str, str | None]]:
-    """For live users with these username keys: key → (user id, managing source)."""
+    """For live users with these username keys: key → (user id, managing source).
+
+    Deleted users are skipped here rather than in SQL: with ``deleted_at IS NULL`` in the query, SQLite
+    (and PostgreSQL without statistics) answers through the ``deleted_at`` index, i.e. every live user.
+    """
     out: dict[str, tuple[str, str | None]] = {}
     keys = list(keys)
     for chunk in range(0, len(keys), 500):
-        query = sa.select(User.username_key, User.id, User.managed_by).where(
-            User.username_key.in_(keys[chunk : chunk + 500]), User.deleted_at.is_(None)
+        query = sa.select(User.username_key, User.id, User.managed_by, User.deleted_at).where(
+            User.username_key.in_(keys[chunk : chunk + 500])
         )
-        for key, user_id, source in session.execute(query):
-            out[key] = (user_id, source)
+        for key, user_id, source, deleted_at in session.execute(query):
+            if deleted_at is None:
+                out[key] = (user_id, source)
     return out
 
 

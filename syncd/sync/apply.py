@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -246,14 +247,24 @@ def apply_groups(session: Session, ctx: Context, actions: Sequence[GroupAction],
         ids[action.anchor] = action.group_id or gid
         accepted.append(action)
     _insert_groups(session, ctx, [a for a in accepted if a.op is Op.CREATE], new_rows)
-    user_anchors = set().union(*(a.add_users | a.remove_users for a in accepted)) if accepted else set()
     group_anchors = set().union(*(a.add_groups | a.remove_groups for a in accepted)) if accepted else set()
-    user_ids = _ids(session, ctx.source, "user", user_anchors)
     group_ids = {**_ids(session, ctx.source, "group", group_anchors), **ids}
+    new = [(ids[a.anchor], a) for a in accepted if a.op is Op.CREATE]
+    expected, unlinked = _stage_new_members(session, ctx, new)
+    changed = (a for a in accepted if a.op is not Op.CREATE)
+    user_ids = _ids(
+        session, ctx.source, "user", {u for a in changed for u in chain(a.add_users, a.remove_users)}
+    )
     created: list[tuple[str, GroupAction]] = []
     for action in accepted:
         group_id = ids[action.anchor]
-        missing = sorted((action.add_users - user_ids.keys()) | (action.add_groups - group_ids.keys()))
+        # set.difference(dict) probes the dict per member; `frozenset - dict.keys()` would copy every key
+        not_linked: set[str] | frozenset[str]
+        if action.op is Op.CREATE:
+            not_linked = unlinked.get(group_id, set()) | action.add_groups.difference(group_ids)
+        else:
+            not_linked = action.add_users.difference(user_ids) | action.add_groups.difference(group_ids)
+        missing = sorted(not_linked)
         if missing:
             counts.error(f"group {action.name}: {len(missing)} member(s) not linked (first: {missing[0]})")
         if action.op is Op.CREATE:  # a new group has no memberships yet: inserted in bulk below
@@ -265,11 +276,23 @@ def apply_groups(session: Session, ctx: Context, actions: Sequence[GroupAction],
         groups.add_children(session, group_id, _resolve(action.add_groups, group_ids), ctx.source)
         groups.remove_children(session, group_id, _resolve(action.remove_groups, group_ids))
     session.flush()
-    # generators: a first sync's 300,000 memberships are never all in memory as rows
-    members = ((gid, uid) for gid, action in created for uid in _resolve(action.add_users, user_ids))
-    groups.insert_members(session, members, ctx.source)
+    if expected:
+        groups.insert_staged_members(session, ctx.source, expected=expected)
     children = ((gid, cid) for gid, action in created for cid in _resolve(action.add_groups, group_ids))
     groups.insert_children(session, children, ctx.source)
+
+
+def _stage_new_members(
+    session: Session, ctx: Context, new: Sequence[tuple[str, GroupAction]]
+) -> tuple[int, dict[str, set[str]]]:
+    """New groups' user members are resolved by the database (a first sync's 300,000 anchors would need
+    an anchor → id dict of every user here): staged now, inserted after the other groups' changes.
+    Returns how many were staged and, by group id, the anchors no user of this source is linked to."""
+    expected = sum(len(a.add_users) for _, a in new)
+    if not expected:
+        return 0, {}
+    groups.stage_members(session, ((gid, anchor) for gid, a in new for anchor in a.add_users))
+    return expected, groups.unlinked_staged(session, ctx.source)
 
 
 def _insert_groups(

@@ -21,7 +21,7 @@ from syncd.config.models import Sync
 from syncd.config.sources import SourceBase
 from syncd.domain.records import CursorExpired, Delta, Known, Snapshot
 from syncd.errors import SourceError, SyncdError
-from syncd.store import cursors, groups, links, runs, users
+from syncd.store import bulk, cursors, groups, links, runs, users
 from syncd.store.db import Database
 from syncd.store.tables import SyncRun
 from syncd.sync.apply import Context, Counts, apply_groups, apply_users
@@ -35,7 +35,8 @@ Progress = Callable[[int, int], None]
 KnownLinks = Callable[[], Iterable[Known]]
 Mode = Literal["full", "incremental"]
 
-BATCH = 500
+BATCH = 2000
+BULK = 2000  # a run creating at least this many users (and more than are linked) refreshes statistics
 
 
 @runtime_checkable
@@ -179,17 +180,23 @@ def _apply(
     if steps == 0 and cursor is not None:
         with db.write() as session:
             cursors.put(session, source, *cursor)
+    creates = plan.count(Op.CREATE)
     for index, batch in enumerate(batches):
-        with db.write() as session:
+        with db.write() as session, bulk.lean_cache(session):
             apply_users(session, ctx, batch, counts)
+            if index == 0 and creates >= BULK and creates > plan.linked_users:
+                bulk.analyze(session, bulk.USER_TABLES)  # the tables are about to grow several times over
             if cursor is not None and index == steps - 1:
                 cursors.put(session, source, *cursor)
         done += len(batch)
         if progress is not None:
             progress(done, total)
     if plan.groups:
-        with db.write() as session:
+        with db.write() as session, bulk.lean_cache(session):
             apply_groups(session, ctx, plan.groups, counts)
+            if creates >= BULK or sum(len(a.add_users) for a in plan.groups) >= BULK * 10:
+                # so that the next (incremental) run is planned on real figures, not on empty tables
+                bulk.analyze(session, (*bulk.USER_TABLES, *bulk.GROUP_TABLES))
             if cursor is not None:
                 cursors.put(session, source, *cursor)
         if progress is not None:
@@ -219,9 +226,11 @@ def _plan_full(db: Database, source: str, snapshot: Snapshot) -> Plan:
             for r in links.user_states(session, source)
         }
         changed, unchanged = split_unchanged(snapshot.users, states)
-        read = {record.anchor for record in snapshot.users} | snapshot.skipped
         needed = [r.anchor for r in changed if r.anchor in states]
-        needed += [a for a, state in states.items() if state.in_scope and a not in read]
+        if states:  # (a first sync links no one: no set of 100,000 anchors to build)
+            read = {record.anchor for record in snapshot.users}
+            read.update(snapshot.skipped)
+            needed += [a for a, state in states.items() if state.in_scope and a not in read]
         linked_users = _linked_users(session, source, needed)
         linked_groups = {
             a: g for a, g in _linked_groups(session, source, None).items() if a not in snapshot.skipped

@@ -175,7 +175,11 @@ def attribute_map(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
 def fingerprint(record: SourceUser) -> str:
     """A stable hash of everything a source says about a user (cheap "unchanged" checks)."""
     data = {**user_fields(record), "disabled": record.disabled, "dn": record.dn}
-    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(_FINGERPRINT_JSON.encode(data).encode()).hexdigest()
+
+
+# json.dumps(data, sort_keys=True, ensure_ascii=False), without building an encoder per call
+_FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
 
 
 def plan_users(snapshot: Snapshot, linked: Mapping[str, LinkedUser]) -> tuple[list[UserAction], int]:
