@@ -260,10 +260,9 @@ def test_postgres_restart_under_load(tmp_path: Path, private_pg: tuple[str, str,
 
 
 # ---- SCIM clients writing while a full sync runs ----------------------------------------------------------
-# SQLite is left out until the write path lands: at main as committed, one SCIM POST of 400 got a 503 while a
-# 20,000-user full sync held the write lock (see the closing note of 2026-11-22; the LDAP work's batched
-# write path fixes it).
-@pytest.mark.parametrize("kind", ["postgresql"])
+# On SQLite too since the batched write path (ADR 0014/0015): the sync's units of work no longer hold the
+# write lock long enough for a SCIM write to time out.
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_scim_clients_during_a_full_sync(tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
     admin = request.getfixturevalue("pg_admin_url") if kind == "postgresql" else None
     with make_database_url(kind, tmp_path, admin) as url:
