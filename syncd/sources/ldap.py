@@ -114,11 +114,15 @@ class LdapReader:
         self.read_users(connection, users, notes, self.users_search(), fail_if_empty=True)
         self.apply_disabled_filter(connection, users, notes)
         records = users.finish()
+        users.records.clear()  # the list holds them now; groups need only users.by_dn
         groups = GroupCollector(self.settings, notes, lambda: users.by_dn)
         group_records = []
         if self.source.groups is not None:
             self.read_groups(connection, groups, notes, self.groups_search())
-            by_uid = {r.username.casefold(): r.anchor for r in records}
+            # memberUid values are resolved by username: the lookup (100,000 new strings and a dict at
+            # 100,000 users, ~11 MB) is only built when a group has some
+            uids = any(group.member_uids for group in groups.groups.values())
+            by_uid = {r.username.casefold(): r.anchor for r in records} if uids else {}
             group_records = resolve(
                 groups.groups.values(), users.by_dn, by_uid, groups_by_dn(groups.groups.values()), notes
             )

@@ -15,12 +15,13 @@ import itertools
 import json
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 import sqlalchemy as sa
-from psycopg import sql
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:  # imported where used: a process syncing into SQLite never loads psycopg (~9 MB)
+    import psycopg
 
 CHUNK = 2000
 USER_TABLES = ("users", "source_links", "audit_log")  # what creating users fills
@@ -42,6 +43,8 @@ def insert_rows(session: Session, table: sa.Table, rows: Iterable[Mapping[str, A
     all_rows = itertools.chain([first], iterator)
     count = 0
     if dialect.name == "postgresql":
+        from psycopg import sql  # noqa: PLC0415 - see the imports
+
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
             sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(name) for name in columns)
         )
@@ -78,6 +81,8 @@ def analyze(session: Session, tables: Iterable[str]) -> None:
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         return
+    from psycopg import sql  # noqa: PLC0415 - see the imports
+
     names = sql.SQL(", ").join(sql.Identifier(table) for table in tables)
     driver = connection.connection.driver_connection
     assert driver is not None
@@ -85,15 +90,16 @@ def analyze(session: Session, tables: Iterable[str]) -> None:
         cursor.execute(sql.SQL("ANALYZE {}").format(names))
 
 
-LEAN_CACHE_KIB = 8192
+LEAN_CACHE_KIB = 2048
 
 
 @contextlib.contextmanager
 def lean_cache(session: Session) -> Iterator[None]:
-    """SQLite: a unit of work of a bulk load runs with an 8 MiB page cache, then the connection gets its
+    """SQLite: a unit of work of a bulk load runs with a 2 MiB page cache, then the connection gets its
     configured size back. A load touches each index page a few times per batch and the file's pages are
     in the OS cache anyway: a 32 MiB cache per connection made the first sync of 100,000 users no faster,
-    only 28 MB bigger (docs/adr/0015-ldap-sync-speed.md). Nothing to do on PostgreSQL."""
+    only 28 MB bigger, and 2 MiB is no slower than 8 (docs/adr/0015-ldap-sync-speed.md). Nothing to do
+    on PostgreSQL."""
     connection = session.connection()
     if connection.dialect.name != "sqlite":
         yield
@@ -105,6 +111,16 @@ def lean_cache(session: Session) -> Iterator[None]:
     finally:
         with contextlib.suppress(sa.exc.DBAPIError):  # the unit of work's own error matters more
             connection.exec_driver_sql(f"PRAGMA cache_size={before}")
+
+
+def release_cache(session: Session) -> None:
+    """SQLite: give back the memory of the connection's page cache (the pages of the units of work it
+    committed), e.g. once a sync run has applied everything. A long-lived process otherwise keeps up to
+    the cache size per pooled connection; the next unit of work reads what it needs from the file (the
+    OS cache). Nothing to do on PostgreSQL."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("PRAGMA shrink_memory")
 
 
 BULK_KEYS = 20_000  # rows from which a load checks foreign keys once, at the end (PostgreSQL)
@@ -128,11 +144,16 @@ def foreign_keys_checked_at_end(session: Session, table: str, rows: int) -> Iter
     connection = session.connection()
     keys: list[tuple[str, str]] = []
     if connection.dialect.name == "postgresql" and rows >= BULK_KEYS:
+        import psycopg  # noqa: PLC0415 - see the imports
+
         driver = connection.connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
         keys = _drop_foreign_keys(driver, table, rows)
     yield
     if keys:
+        import psycopg  # noqa: PLC0415 - see the imports
+        from psycopg import sql  # noqa: PLC0415
+
         driver = connection.connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
         with driver.cursor() as cursor:
@@ -147,6 +168,9 @@ def foreign_keys_checked_at_end(session: Session, table: str, rows: int) -> Iter
 
 def _drop_foreign_keys(driver: psycopg.Connection[Any], table: str, rows: int) -> list[tuple[str, str]]:
     """Drop ``table``'s foreign keys if it holds under a tenth of ``rows``; their names and definitions."""
+    import psycopg  # noqa: PLC0415 - see the imports
+    from psycopg import sql  # noqa: PLC0415
+
     with driver.cursor() as cursor:
         cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (table,))
         row = cursor.fetchone()

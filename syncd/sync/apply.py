@@ -13,7 +13,7 @@ from syncd.domain.lifecycle import AuditEvent, derive_status
 from syncd.domain.records import SourceUser
 from syncd.store import audit, groups, links, users
 from syncd.store.tables import Group, SourceLink, User, new_id, utcnow
-from syncd.sync.plan import GroupAction, Op, UserAction, fingerprint, user_fields
+from syncd.sync.plan import GroupAction, Op, UserAction, fingerprint, release_new_members, user_fields
 
 
 @dataclass(slots=True)
@@ -114,6 +114,23 @@ def _apply_changes(
 
 
 def _create_users(
+    session: Session,
+    ctx: Context,
+    actions: Sequence[UserAction],
+    owners: dict[str, tuple[str, str | None]],
+    counts: Counts,
+) -> None:
+    """Insert new users, their links and their audit rows, :data:`CREATE_CHUNK` users at a time."""
+    for start in range(0, len(actions), CREATE_CHUNK):
+        _create_some(session, ctx, actions[start : start + CREATE_CHUNK], owners, counts)
+
+
+# Rows of a chunk are built, inserted and dropped before the next: a batch of 2,000 new users built at
+# once is ~4 MB of row dicts, which is what a first sync's memory peaks on (docs/adr/0015).
+CREATE_CHUNK = 500
+
+
+def _create_some(
     session: Session,
     ctx: Context,
     actions: Sequence[UserAction],
@@ -251,6 +268,7 @@ def apply_groups(session: Session, ctx: Context, actions: Sequence[GroupAction],
     group_ids = {**_ids(session, ctx.source, "group", group_anchors), **ids}
     new = [(ids[a.anchor], a) for a in accepted if a.op is Op.CREATE]
     expected, unlinked = _stage_new_members(session, ctx, new)
+    release_new_members(a for _, a in new)  # staged: a first sync's 300,000 anchors aren't needed here
     changed = (a for a in accepted if a.op is not Op.CREATE)
     user_ids = _ids(
         session, ctx.source, "user", {u for a in changed for u in chain(a.add_users, a.remove_users)}

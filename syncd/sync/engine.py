@@ -27,7 +27,16 @@ from syncd.store.tables import SyncRun
 from syncd.sync.apply import Context, Counts, apply_groups, apply_users
 from syncd.sync.approval import Approval, exceeds, kept_rows
 from syncd.sync.guard import Decision, Verdict, judge
-from syncd.sync.plan import LinkedGroup, LinkedUser, Op, Plan, describe, make_plan
+from syncd.sync.plan import (
+    LinkedGroup,
+    LinkedUser,
+    Op,
+    Plan,
+    describe,
+    make_plan,
+    release_group_records,
+    release_records,
+)
 from syncd.sync.plan_delta import LinkState, plan_delta, split_unchanged
 
 Reader = Callable[[], Snapshot]
@@ -130,6 +139,7 @@ def _run(
         result.mode = "full"
         snapshot = read()  # no transaction is open here
         plan, new_cursor = _plan_full(db, source.name, snapshot), snapshot.cursor
+        del snapshot  # the plan holds the records still needed; _apply lets go of them batch by batch
     with db.read() as session:
         last_good = runs.last_good_user_count(session, source.name)
     decision = judge(plan, limits, last_good_users=last_good)
@@ -188,17 +198,20 @@ def _apply(
                 bulk.analyze(session, bulk.USER_TABLES)  # the tables are about to grow several times over
             if cursor is not None and index == steps - 1:
                 cursors.put(session, source, *cursor)
+        release_records(batch)  # applied: the plan kept with the result needs no source record
         done += len(batch)
         if progress is not None:
             progress(done, total)
     if plan.groups:
+        many_members = sum(len(a.add_users) for a in plan.groups) >= BULK * 10
         with db.write() as session, bulk.lean_cache(session):
             apply_groups(session, ctx, plan.groups, counts)
-            if creates >= BULK or sum(len(a.add_users) for a in plan.groups) >= BULK * 10:
+            if creates >= BULK or many_members:
                 # so that the next (incremental) run is planned on real figures, not on empty tables
                 bulk.analyze(session, (*bulk.USER_TABLES, *bulk.GROUP_TABLES))
             if cursor is not None:
                 cursors.put(session, source, *cursor)
+        release_group_records(plan.groups)
         if progress is not None:
             progress(total, total)
 
@@ -235,11 +248,15 @@ def _plan_full(db: Database, source: str, snapshot: Snapshot) -> Plan:
         linked_groups = {
             a: g for a, g in _linked_groups(session, source, None).items() if a not in snapshot.skipped
         }
-    plan = make_plan(dataclasses.replace(snapshot, users=tuple(changed)), linked_users, linked_groups)
+    source_users = len(snapshot.users) + len(snapshot.skipped & states.keys())
+    # (nothing unchanged, e.g. a first sync: the snapshot itself, not a copy of 100,000 references)
+    to_plan = dataclasses.replace(snapshot, users=tuple(changed)) if unchanged else snapshot
+    del changed
+    plan = make_plan(to_plan, linked_users, linked_groups)
     return dataclasses.replace(
         plan,
         unchanged=plan.unchanged + unchanged,
-        source_users=len(snapshot.users) + len(snapshot.skipped & states.keys()),
+        source_users=source_users,
         linked_users=sum(1 for state in states.values() if state.in_scope),
     )
 
@@ -283,6 +300,7 @@ def _record(db: Database, result: RunResult, dry_run: bool, approval: Approval |
     plan, counts = result.plan, result.counts
     reason = "; ".join(filter(None, [result.reason, *result.notes, *_warnings(plan)])) or None
     with db.write() as session:
+        bulk.release_cache(session)  # the units of work are over: their cached pages aren't needed
         run = session.get(SyncRun, result.run_id)
         assert run is not None
         run.mode = result.mode
