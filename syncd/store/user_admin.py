@@ -3,7 +3,7 @@
 Listing is keyset-paginated on ``(username_key, id)`` over live users (the partial unique index
 ``uq_users_username_key_live`` serves the order); every filter is an indexed equality or an ``EXISTS``
 on a table keyed by user id, so a page costs about ``limit`` index steps however many users there are.
-``q`` is a case-insensitive prefix of the name columns, an OR of index ranges (:func:`prefix_clause`).
+``q`` is a case-insensitive prefix of the name columns, an OR of index ranges (``user_search``).
 Source-managed users keep their source attributes: changing them here is a :class:`ConflictError`.
 """
 
@@ -15,24 +15,19 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
 from syncd.domain.factor_state import FactorState, FactorType, factor_state
 from syncd.domain.lifecycle import AuditEvent, DeviceState, DeviceType, UserStatus
 from syncd.errors import ConflictError, NotFoundError
-from syncd.store import audit, invites, users
+from syncd.store import audit, invites, user_search, users
 from syncd.store.tables import (
-    PREFIX_COLUMNS,
     BypassCode,
     Device,
     Group,
     GroupMember,
     User,
     UserFactor,
-    fold_case,
     utcnow,
 )
 
@@ -59,127 +54,6 @@ class FactorSummary:
     state: FactorState
     last_authn_status: str | None
     last_authn_at: datetime | None
-
-
-_ASCII_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_ASCII_LOWER = str.maketrans(_ASCII_UPPER, _ASCII_UPPER.lower())
-
-
-def prefix_keys(q: str) -> list[str]:
-    """The keys ``q`` is looked up as in the :class:`~syncd.store.tables.fold_case` indexes.
-
-    ASCII letters are folded (every database folds them). Other letters are folded by PostgreSQL under a
-    UTF-8 LC_CTYPE but by neither SQLite nor PostgreSQL under ``C``, so ``q`` is also tried as typed, in
-    lower case, in upper case and capitalised: "öl", "Öl" and "ÖL" each find "Ölsen" and "ÖLSEN" everywhere.
-    """
-    forms = (q, q.lower(), q.upper(), q[:1].upper() + q[1:].lower())
-    return sorted({form.translate(_ASCII_LOWER) for form in forms})
-
-
-def prefix_end(key: str) -> str | None:
-    """The least folded string after every string that starts with ``key`` (code-point order, which is
-    UTF-8 byte order), or None when there is none (``key`` is all U+10FFFF).
-
-    A successor in A-Z becomes ``[``: folded keys hold no capital ASCII letters, and SQLite's NOCASE would
-    fold the bound itself (``x@`` .. ``xA`` would mean ``x@`` .. ``xa``).
-    """
-    stripped = key.rstrip(chr(0x10FFFF))
-    if not stripped:
-        return None
-    code = ord(stripped[-1]) + 1
-    if 0xD800 <= code <= 0xDFFF:  # surrogates are never stored (nor encodable)
-        code = 0xE000
-    elif ord("A") <= code <= ord("Z"):
-        code = ord("[")
-    return stripped[:-1] + chr(code)
-
-
-class _at_least(FunctionElement[bool]):
-    """``a >= b`` in code-point order (PostgreSQL: the ``text_pattern_ops`` operator)."""
-
-    type = sa.Boolean()
-    inherit_cache = True
-    name = "at_least"
-    _is_implicitly_boolean = True  # a comparison: no "= 1" on SQLite
-
-
-class _below(FunctionElement[bool]):
-    """``a < b`` in code-point order (PostgreSQL: the ``text_pattern_ops`` operator)."""
-
-    type = sa.Boolean()
-    inherit_cache = True
-    name = "below"
-    _is_implicitly_boolean = True
-
-
-def _binary(operator: str) -> Any:
-    def compile_binary(element: FunctionElement[bool], compiler: SQLCompiler, **kw: Any) -> str:
-        left, right = element.clauses
-        return f"{compiler.process(left, **kw)} {operator} {compiler.process(right, **kw)}"
-
-    return compile_binary
-
-
-compiles(_at_least, "sqlite")(_binary(">="))
-compiles(_at_least, "postgresql")(_binary("~>=~"))
-compiles(_below, "sqlite")(_binary("<"))
-compiles(_below, "postgresql")(_binary("~<~"))
-
-
-class _unindexed(FunctionElement[str]):
-    """A column no SQLite index may serve (``+col``); the column itself elsewhere."""
-
-    type = sa.String()
-    inherit_cache = True
-    name = "unindexed"
-
-
-@compiles(_unindexed)
-def _unindexed_default(element: _unindexed, compiler: SQLCompiler, **kw: Any) -> str:
-    (column,) = element.clauses
-    return str(compiler.process(column, **kw))
-
-
-@compiles(_unindexed, "sqlite")
-def _unindexed_sqlite(element: _unindexed, compiler: SQLCompiler, **kw: Any) -> str:
-    (column,) = element.clauses
-    return f"(+{compiler.process(column, **kw)})"
-
-
-def prefix_clause(q: str, *, indexed: bool = True) -> sa.ColumnElement[bool]:
-    """Users with a column of :data:`~syncd.store.tables.PREFIX_COLUMNS` that starts with ``q``, case
-    ignored (:func:`prefix_keys`): per key and column one range on ``ix_users_<column>_prefix``, OR-ed
-    (SQLite: MULTI-INDEX OR; PostgreSQL: BitmapOr). The range is exact, so no LIKE re-check is needed; and
-    ``%``, ``_`` and ``\\`` in ``q`` are plain characters. ``indexed=False`` keeps SQLite off those indexes
-    (see :data:`BROAD_PREFIX`)."""
-    branches = []
-    for key in prefix_keys(q):
-        end = prefix_end(key)
-        for name in PREFIX_COLUMNS:
-            column = getattr(User, name)
-            folded = fold_case(column if indexed else _unindexed(column))
-            start = _at_least(folded, sa.literal(key, sa.String))
-            branches.append(
-                start if end is None else sa.and_(start, _below(folded, sa.literal(end, sa.String)))
-            )
-    return sa.or_(*branches)
-
-
-BROAD_PREFIX = 1000
-"""SQLite has no histograms, so its planner can't tell a rare prefix from a common one and always takes the
-prefix indexes, then sorts every match: fine for a few hundred, ~100 ms for a letter matching 15% of 100,000
-users. So on SQLite :func:`page` first counts up to this many matches (index entries only, about a
-millisecond); at the cap it walks the users in username order instead and filters, which finds a page of a
-prefix this common within a few thousand rows. Below the cap, the order is made unindexable on SQLite
-(``ORDER BY +username_key``) so that it doesn't walk username order anyway: without statistics it does so for
-ten ranges (two keys). PostgreSQL's planner makes these choices itself."""
-
-
-def _broad_on_sqlite(session: Session, q: str) -> bool:
-    if session.get_bind().dialect.name != "sqlite":
-        return False
-    matches = sa.select(User.id).where(prefix_clause(q)).limit(BROAD_PREFIX).subquery()
-    return (session.scalar(sa.select(sa.func.count()).select_from(matches)) or 0) >= BROAD_PREFIX
 
 
 def _device_exists(factor: FactorType, state: DeviceState | None, now: datetime) -> sa.ColumnElement[bool]:
@@ -229,7 +103,7 @@ def factor_state_clause(
 
 
 def conditions(f: UserFilter, *, q_indexed: bool = True) -> list[sa.ColumnElement[bool]]:
-    """WHERE clauses of a filter, over live users (``q_indexed``: see :func:`prefix_clause`)."""
+    """WHERE clauses of a filter, over live users (``q_indexed``: see ``user_search.prefix_clause``)."""
     where: list[sa.ColumnElement[bool]] = [User.deleted_at.is_(None)]
     if f.status is not None:
         where.append(User.status == f.status)
@@ -253,7 +127,7 @@ def conditions(f: UserFilter, *, q_indexed: bool = True) -> list[sa.ColumnElemen
             auth = auth.where(UserFactor.factor_type == f.factor.value)
         where.append(auth.exists())
     if f.q:
-        where.append(prefix_clause(f.q, indexed=q_indexed))
+        where.append(user_search.prefix_clause(f.q, indexed=q_indexed))
     return where
 
 
@@ -265,9 +139,9 @@ def page(
     order: sa.ColumnElement[str] | sa.orm.InstrumentedAttribute[str] = User.username_key
     q_indexed = True
     if f.q:
-        q_indexed = not _broad_on_sqlite(session, f.q)
+        q_indexed = not user_search.broad_on_sqlite(session, f.q)
         if q_indexed:  # SQLite: gather the matches by their prefix indexes, never walk username order
-            order = _unindexed(User.username_key)
+            order = user_search.unindexed(User.username_key)
     query = (
         sa.select(User).where(*conditions(f, q_indexed=q_indexed)).order_by(order, User.id).limit(limit + 1)
     )

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import uvicorn
@@ -32,12 +33,16 @@ class Served:
 
 
 @contextmanager
-def serve(db: Database) -> Iterator[Served]:
+def serve(db: Database, *, enrollment: bool = True, **sections: Any) -> Iterator[Served]:
+    """Serve ``create_app`` over loopback with ``make_config(**sections)`` (``org`` filled in), with the
+    enrollment keys unless ``enrollment`` is false."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    config = make_config(org={"name": "Test Corp", "base_url": url, "support_email": "help@example.com"})
+    config = make_config(
+        org={"name": "Test Corp", "base_url": url, "support_email": "help@example.com"}, **sections
+    )
     settings = make_settings(base_url=url)
-    app = create_app(config, db, settings)
+    app = create_app(config, db, settings if enrollment else None)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -7,27 +7,12 @@ import sqlite3
 import psycopg
 import pytest
 import sqlalchemy as sa
+from harness.rows import make_groups, make_users
 
 from syncd.errors import StoreError
 from syncd.store import bulk, groups
 from syncd.store.db import Database
-from syncd.store.tables import Group, GroupMember, User
-
-
-def make_groups(db: Database, *names: str) -> dict[str, str]:
-    with db.write() as session:
-        made = {name: Group(name=name, name_key=name.casefold()) for name in names}
-        session.add_all(made.values())
-        session.flush()
-        return {name: group.id for name, group in made.items()}
-
-
-def make_users(db: Database, *names: str) -> dict[str, str]:
-    with db.write() as session:
-        made = {name: User(username=name, username_key=name.casefold()) for name in names}
-        session.add_all(made.values())
-        session.flush()
-        return {name: user.id for name, user in made.items()}
+from syncd.store.tables import GroupMember, User
 
 
 def _foreign_keys(db: Database) -> int:

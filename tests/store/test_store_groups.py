@@ -5,26 +5,11 @@ from __future__ import annotations
 import itertools
 
 import sqlalchemy as sa
+from harness.rows import make_groups, make_users
 
 from syncd.store import groups
 from syncd.store.db import Database
-from syncd.store.tables import Group, GroupMember, User
-
-
-def make_groups(db: Database, *names: str) -> dict[str, str]:
-    with db.write() as session:
-        made = {name: Group(name=name, name_key=name.casefold()) for name in names}
-        session.add_all(made.values())
-        session.flush()
-        return {name: group.id for name, group in made.items()}
-
-
-def make_users(db: Database, *names: str) -> dict[str, str]:
-    with db.write() as session:
-        made = {name: User(username=name, username_key=name.casefold()) for name in names}
-        session.add_all(made.values())
-        session.flush()
-        return {name: user.id for name, user in made.items()}
+from syncd.store.tables import GroupMember
 
 
 def test_effective_members_follow_nesting_and_survive_cycles(db: Database) -> None:

@@ -9,6 +9,7 @@ from syncd.api.admin import (
     audit_log,
     bypass_codes,
     devices,
+    enrollment_mail,
     factors,
     groups,
     hardware_tokens,
@@ -23,6 +24,7 @@ from syncd.api.admin.auth import bearer
 
 MODULES = (
     users,
+    enrollment_mail,
     groups,
     devices,
     bypass_codes,

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.api.admin.auth import Caller, Scope, require
+from syncd.api.admin.reports import RunCounts
 from syncd.api.admin.schemas import ERRORS
 from syncd.config.models import Config
 from syncd.domain.lifecycle import AuditEvent
@@ -28,15 +29,6 @@ router = APIRouter(tags=["sync-runs"])
 
 RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The run id.")]
 COUNTS = ("created", "updated", "disabled", "reenabled", "unchanged", "errors")
-
-
-class RunCounts(BaseModel):
-    created: int
-    updated: int
-    disabled: int
-    reenabled: int
-    unchanged: int
-    errors: int
 
 
 class SyncRunOut(BaseModel):

@@ -1,26 +1,26 @@
 """Admin API: users (seed 000 "User", "Enrollment"; docs/adr/0051-admin-users-and-groups.md).
 
 List with filters and keyset cursors, get, create/update/delete manual users, group and policy assignment,
-enrollment mail (single and bulk), and "sync this user now" (:mod:`syncd.api.admin.user_sync`).
+and "sync this user now" (:mod:`syncd.api.admin.user_sync`); enrollment mail is in
+:mod:`syncd.api.admin.enrollment_mail`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from syncd.api.admin.auth import Caller, Scope, require
-from syncd.api.admin.schemas import ERRORS, ID_PATTERN, ErrorBody, storable
+from syncd.api.admin.schemas import ERRORS, ID_PATTERN, storable
 from syncd.api.admin.user_sync import SyncOutcome, sync_user
 from syncd.domain.factor_state import FactorState, FactorType
 from syncd.domain.lifecycle import UserStatus
-from syncd.errors import DomainError, NotFoundError, RateLimitedError, UsageError
+from syncd.errors import UsageError
 from syncd.sources.file import is_email
-from syncd.store import cursors_page, group_admin, invites, policy_assignments, user_admin
-from syncd.store.enrollment import EnrollmentSettings
+from syncd.store import cursors_page, group_admin, policy_assignments, user_admin
 from syncd.store.tables import Group, Policy, User
 
 router = APIRouter(tags=["users"])
@@ -118,25 +118,6 @@ class PolicyRef(BaseModel):
     priority: int
 
 
-class InviteResult(BaseModel):
-    userId: str
-    result: Literal["invited", "skipped", "rate_limited"]
-    reason: str | None = None
-
-
-class BulkInvite(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    userIds: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(min_length=1, max_length=1000)
-
-
-class BulkInviteResult(BaseModel):
-    invited: int
-    skipped: int
-    rateLimited: int
-    results: list[InviteResult]
-
-
 class SyncUserResult(BaseModel):
     runId: str
     source: str
@@ -190,13 +171,6 @@ def _detail(session: Any, user: User) -> UserDetail:
             for f in user_admin.factor_summaries(session, user.id)
         ],
     )
-
-
-def _settings(request: Request) -> EnrollmentSettings:
-    settings: EnrollmentSettings | None = request.app.state.enrollment
-    if settings is None:
-        raise NotFoundError("enrollment is not configured")
-    return settings
 
 
 @router.get("/users", responses=RESPONSES)
@@ -343,56 +317,6 @@ def unassign_user_policy(request: Request, caller: MANAGE, userId: Id, policyId:
         user = user_admin.get(session, userId)
         policy_assignments.unassign(session, policyId, "user", user.id, actor=caller.actor)
     return Response(status_code=204)
-
-
-# ---- enrollment mail --------------------------------------------------------------------------------------
-def _invite(session: Any, user_id: str, settings: EnrollmentSettings, actor: str) -> InviteResult:
-    user = session.get(User, user_id)
-    if user is None:
-        return InviteResult(userId=user_id, result="skipped", reason="no such user")
-    if user.deleted_at is not None:
-        return InviteResult(userId=user_id, result="skipped", reason="user is deleted")
-    try:
-        issued = invites.issue(session, user, settings, actor=actor, reason="sent by an admin")
-    except RateLimitedError as error:
-        return InviteResult(userId=user_id, result="rate_limited", reason=str(error))
-    if isinstance(issued, invites.Skipped):
-        return InviteResult(userId=user_id, result="skipped", reason=issued.reason)
-    return InviteResult(userId=user_id, result="invited")
-
-
-@router.post(
-    "/users/{userId}/enrollment-email",
-    status_code=202,
-    responses={**RESPONSES, 429: {"model": ErrorBody, "description": "Too many enrollment mails"}},
-)
-def send_enrollment_email(request: Request, caller: MANAGE, userId: Id) -> InviteResult:
-    """Queue a new enrollment mail (the previous link stops working). 409 when the user can't enroll or
-    has no email address, 429 over the daily limit."""
-    settings = _settings(request)
-    with request.app.state.db.write() as session:
-        user_admin.get(session, userId)
-        result = _invite(session, userId, settings, caller.actor)
-    if result.result == "rate_limited":
-        raise RateLimitedError(result.reason or "rate limited")
-    if result.result == "skipped":
-        raise DomainError(f"no enrollment mail for user {userId}: {result.reason}")
-    return result
-
-
-@router.post("/users/enrollment-emails", status_code=200, responses=RESPONSES)
-def send_enrollment_emails(request: Request, caller: MANAGE, body: BulkInvite) -> BulkInviteResult:
-    """Queue enrollment mail for up to 1000 users; each is invited, skipped (with why) or rate limited."""
-    settings = _settings(request)
-    ids = list(dict.fromkeys(body.userIds))
-    with request.app.state.db.write() as session:
-        results = [_invite(session, uid, settings, caller.actor) for uid in ids]
-    return BulkInviteResult(
-        invited=sum(r.result == "invited" for r in results),
-        skipped=sum(r.result == "skipped" for r in results),
-        rateLimited=sum(r.result == "rate_limited" for r in results),
-        results=results,
-    )
 
 
 # ---- sync one user ----------------------------------------------------------------------------------------

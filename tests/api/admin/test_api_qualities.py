@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from harness.admin import Admin, make_admin
 from harness.enrollment import add_user
-from harness.served_config import serve_with
+from harness.served import serve
 
 from syncd.api import idempotency as middleware
 from syncd.api import ratelimit
@@ -31,7 +31,7 @@ LIMITS = {
 @pytest.fixture
 def limited(db: Database) -> Iterator[Admin]:
     """The admin API with small buckets that barely refill during a test."""
-    with serve_with(db, api={"rate_limits": LIMITS}) as served:
+    with serve(db, api={"rate_limits": LIMITS}) as served:
         yield make_admin(served)
 
 
@@ -219,7 +219,7 @@ def test_rows_older_than_a_day_are_ignored_and_purged(admin: Admin) -> None:
 
 
 def test_without_enrollment_keys_nothing_is_kept(db: Database) -> None:
-    with serve_with(db, enrollment=False) as served:
+    with serve(db, enrollment=False) as served:
         admin = make_admin(served)
         with admin.client("manage") as client:
             response = client.post(BULK, json={"userIds": ["u"]}, headers={"idempotency-key": "k"})

@@ -19,7 +19,7 @@ import requests
 import schemathesis
 from harness.admin import Admin, make_admin
 from harness.enrollment import add_user
-from harness.served_config import serve_with
+from harness.served import serve
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
@@ -34,7 +34,7 @@ GENEROUS = {"per_second": 10_000, "burst": 10_000}  # limits are tested elsewher
 
 @pytest.fixture
 def fuzzed(db: Database) -> Iterator[Admin]:
-    with serve_with(db, api={"rate_limits": {"verify": GENEROUS, "mail": GENEROUS}}) as served:
+    with serve(db, api={"rate_limits": {"verify": GENEROUS, "mail": GENEROUS}}) as served:
         yield make_admin(served)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from harness.admin import Admin, make_admin
-from harness.served_config import serve_with
+from harness.served import serve
 
 from syncd.domain.lifecycle import UserStatus
 from syncd.sources.readers import kind_of, reader_for
@@ -32,7 +32,7 @@ def hr(db: Database, tmp_path: Path) -> Iterator[Admin]:
     """The admin API of a config with one CSV source ``hr`` (10 users, max_disable 20 %)."""
     write_users(tmp_path / "users.csv", 10)
     source = {"name": "hr", "kind": "file", "format": "csv", "users": str(tmp_path / "users.csv")}
-    with serve_with(db, sources=[source], sync={"max_disable": {"count": 500, "percent": 20}}) as served:
+    with serve(db, sources=[source], sync={"max_disable": {"count": 500, "percent": 20}}) as served:
         yield make_admin(served)
 
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from harness.admin import Admin, make_admin
-from harness.served_config import serve_with
+from harness.served import serve
 
 from syncd.domain.lifecycle import DeviceState, DeviceType, UserStatus
 from syncd.sources.readers import kind_of, reader_for
-from syncd.store import audit, user_admin, users
+from syncd.store import audit, user_search, users
 from syncd.store.db import Database
 from syncd.store.tables import (
     AuditRecord,
@@ -300,9 +300,9 @@ def test_q_is_a_case_insensitive_prefix_of_each_name_column(
 ) -> None:
     """Username, email, given, family and display name are each searched by prefix, case ignored (ASCII
     letters always; other letters as typed, lower, upper or capitalised); no wildcards. ``broad``: SQLite
-    takes every prefix for a common one and walks username order (user_admin.BROAD_PREFIX)."""
+    takes every prefix for a common one and walks username order (user_search.BROAD_PREFIX)."""
     if broad:
-        monkeypatch.setattr(user_admin, "BROAD_PREFIX", 1)
+        monkeypatch.setattr(user_search, "BROAD_PREFIX", 1)
     db = admin.db
     make_user(db, "Xavier.K")
     make_user(db, "u2", email="Prefix.Mail@Example.COM")
@@ -460,7 +460,7 @@ def test_sync_one_user_runs_its_source_and_reports_what_happened(db: Database, t
     ]
     with db.write() as session:
         session.add(Policy(name="unused", rules=[]))
-    with serve_with(db, sources=sources) as served, make_admin(served).client("manage") as client:
+    with serve(db, sources=sources) as served, make_admin(served).client("manage") as client:
         # the first run creates jay and kim; the user is then known by its id
         manual = client.post("/api/v1/users", json={"username": "manual"}).json()["id"]
         refused = client.post(f"/api/v1/users/{manual}/sync")
