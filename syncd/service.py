@@ -221,6 +221,9 @@ class Daemon:
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=HTTP_DRAIN_TIMEOUT,
+                # X-Forwarded-* only from the configured proxies (uvicorn would trust 127.0.0.1 by default).
+                proxy_headers=bool(self.config.api.trusted_proxies),
+                forwarded_allow_ips=list(self.config.api.trusted_proxies),
             )
         )
         serving = asyncio.create_task(server.serve(sockets=[listener]), name="http")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -241,9 +242,20 @@ class Api(Strict):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     """Largest request body accepted."""
     trusted_proxies: list[str] = Field(default_factory=list)
-    """Proxy addresses whose X-Forwarded-For is believed."""
+    """Addresses or networks (``10.0.0.5``, ``10.0.0.0/24``) of the proxies whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` are believed; empty: the client is the TCP peer and those headers are ignored."""
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     """Per-key rate limits of the verification and mail-sending admin routes."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network such as 10.0.0.0/24") from None
+        return value
 
     @field_validator("listen")
     @classmethod

@@ -67,7 +67,14 @@ def record_failure(
                 (sa.and_(UserFactor.locked_at.is_(None), UserFactor.failures + 1 >= max_failures), now),
                 else_=UserFactor.locked_at,
             ),
-            last_auth_status="FAILED",
+            # The same words as verification writes (store/verification.py LastAuth), so reports find both.
+            last_auth_status=sa.case(
+                (
+                    sa.or_(UserFactor.locked_at.is_not(None), UserFactor.failures + 1 >= max_failures),
+                    "LOCKED",
+                ),
+                else_="FAILURE",
+            ),
             last_auth_at=now,
         )
         .execution_options(synchronize_session=False)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from syncd.domain import policy as rules
 from syncd.domain.lifecycle import AuditEvent
-from syncd.errors import NotFoundError
+from syncd.errors import ConflictError, NotFoundError
 from syncd.store import audit
 from syncd.store.db import rowcount
 from syncd.store.tables import Group, GroupMember, GroupNesting, Policy, PolicyAssignment, User
@@ -149,6 +149,16 @@ def get(session: Session, policy_id: str) -> Policy:
     if row is None:
         raise NotFoundError(f"no policy {policy_id!r}")
     return row
+
+
+def save(session: Session, row: Policy) -> None:
+    """Write ``row`` now; a name another request took since the caller checked it is a ConflictError."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except sa.exc.IntegrityError:
+        raise ConflictError(f"a policy named {row.name!r} exists") from None
 
 
 def by_name(session: Session, name: str) -> Policy | None:

@@ -196,6 +196,13 @@ def test_several_problems_one_line_each(tmp_path: Path) -> None:
     ]
 
 
+def test_trusted_proxies_are_addresses_or_networks(tmp_path: Path) -> None:
+    text = "org: {name: X, base_url: https://x}\napi:\n  trusted_proxies: [10.0.0.0/8, \"::1\", lb.example]\n"
+    message = error_of(write(tmp_path, text))
+    assert message.startswith(f"{tmp_path / 'syncd.yaml'}:3: api.trusted_proxies")
+    assert "'lb.example' is not an IP address or network such as 10.0.0.0/24" in message
+
+
 def test_file_problems(tmp_path: Path) -> None:
     assert error_of(tmp_path / "absent.yaml") == f"{tmp_path / 'absent.yaml'}: config file does not exist"
     assert error_of(tmp_path) == f"{tmp_path}: is a directory, not a config file"

@@ -43,9 +43,11 @@ def service_config(
     port: int,
     sources: str = "",
     extra: str = "",
+    api: str = "",
     name: str = "syncd.yaml",
 ) -> Path:
-    """A daemon config in ``tmp_path`` (seed key file included); ``sources`` is the YAML list body."""
+    """A daemon config in ``tmp_path`` (seed key file included); ``sources`` is the YAML list body, ``api``
+    more keys of the flow-style ``api`` mapping (``", trusted_proxies: [10.0.0.1]"``)."""
     (tmp_path / "seed.key").write_text(SEED_KEY, encoding="utf-8")
     password = f"\n  password: {{file: {db.password.file}}}" if db.password is not None else ""
     text = f"""\
@@ -55,7 +57,7 @@ database:
 secrets: {{seed_key: {{file: seed.key}}}}
 sources:
 {sources or "  []"}
-api: {{listen: 127.0.0.1:{port}}}
+api: {{listen: 127.0.0.1:{port}{api}}}
 logging: {{level: INFO, format: logfmt}}
 {extra}"""
     path = tmp_path / name

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import secrets
 import signal
 import socket
 import time
@@ -247,3 +248,34 @@ def test_sigterm_during_a_sync_stops_between_units_of_work(tmp_path: Path) -> No
         )
     else:
         assert run.status == "ok"
+
+
+@pytest.mark.parametrize("trusted", ["[]", "[127.0.0.0/8]"])
+def test_forwarded_for_is_believed_only_from_trusted_proxies(
+    tmp_path: Path, database_config: DatabaseConfig, trusted: str
+) -> None:
+    """The client address (the failed-auth bucket's key) is the TCP peer unless the peer is a trusted proxy;
+    uvicorn on its own would believe X-Forwarded-For from 127.0.0.1."""
+    port = free_port()
+    limits = "rate_limits: {failed_auth: {per_second: 0.01, burst: 2}}"
+    config = service_config(
+        tmp_path, database_config, port=port, api=f", trusted_proxies: {trusted}, {limits}"
+    )
+    daemon = Daemon(config, port=port)
+    try:
+        daemon.wait_ready(60)
+
+        def verify(forwarded_for: str) -> int:
+            key = f"syncd_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"  # well-formed, unknown
+            headers = {"authorization": f"Bearer {key}", "x-forwarded-for": forwarded_for}
+            return httpx.post(f"{daemon.url}/api/v1/verify", json={}, headers=headers, timeout=10).status_code
+
+        spread = [verify(f"203.0.113.{n}") for n in range(1, 5)]  # a new claimed address each time
+        if trusted == "[]":
+            assert spread == [401, 401, 429, 429]  # one bucket: the peer's
+        else:
+            assert spread == [401] * 4  # one bucket per forwarded address
+            assert [verify("198.51.100.7") for _ in range(3)] == [401, 401, 429]
+    finally:
+        daemon.kill()
+    assert "Traceback" not in daemon.log

@@ -206,8 +206,7 @@ def create_policy(
         row = Policy(
             name=body.name, description=body.description, priority=body.priority, rules=_stored_rules(body)
         )
-        session.add(row)
-        session.flush()
+        store.save(session, row)
         audit.record(
             session,
             AuditEvent(caller.actor, "policy.created", "policy", row.id, None, row.name, "created"),
@@ -240,12 +239,12 @@ def replace_policy(
         old_name = row.name
         row.name, row.description, row.priority = body.name, body.description, body.priority
         row.rules = _stored_rules(body)
+        store.save(session, row)
         audit.record(
             session,
             AuditEvent(caller.actor, "policy.updated", "policy", row.id, old_name, row.name, "replaced"),
             {"rules": len(body.rules), "priority": body.priority},
         )
-        session.flush()
         return _out(row)
 
 

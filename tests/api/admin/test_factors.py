@@ -188,15 +188,16 @@ def test_user_factor_summary_enable_disable_and_unlock_only_that_factor(admin: A
     with admin.client() as client:
         summary = {f["factorType"]: f for f in client.get(base).json()["factors"]}
         assert summary["TOTP"]["registration"] == "REGISTERED" and summary["TOTP"]["locked"] is True
-        assert summary["TOTP"]["failures"] == 3 and summary["TOTP"]["lastAuthnStatus"] == "FAILED"
+        assert summary["TOTP"]["failures"] == 3 and summary["TOTP"]["lastAuthnStatus"] == "LOCKED"
         assert summary["HARDWARE_TOKEN"]["hardwareTokenSerial"] == "HW-1"
         assert summary["BYPASS_CODE"]["liveBypassCodes"] == 2 and summary["BYPASS_CODE"]["locked"] is False
+        assert summary["BYPASS_CODE"]["lastAuthnStatus"] == "FAILURE"  # the word verification writes too
 
         unlocked = {f["factorType"]: f for f in client.post(f"{base}/TOTP/unlock").json()["factors"]}
         assert (unlocked["TOTP"]["locked"], unlocked["TOTP"]["failures"]) == (False, 0)
         assert (unlocked["HARDWARE_TOKEN"]["locked"], unlocked["HARDWARE_TOKEN"]["failures"]) == (True, 3)
         assert unlocked["BYPASS_CODE"]["failures"] == 1
-        assert unlocked["TOTP"]["lastAuthnStatus"] == "FAILED"  # history kept
+        assert unlocked["TOTP"]["lastAuthnStatus"] == "LOCKED"  # history kept
 
         disabled = {f["factorType"]: f for f in client.post(f"{base}/BYPASS_CODE/disable").json()["factors"]}
         assert disabled["BYPASS_CODE"]["enabled"] is False and disabled["TOTP"]["enabled"] is True

@@ -5,14 +5,17 @@ store.policies.decide."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from harness.admin import Admin
 
 from syncd.domain.lifecycle import UserStatus
+from syncd.errors import ConflictError
 from syncd.store import audit, policies
-from syncd.store.tables import Group, GroupMember, GroupNesting, PolicyAssignment, User, new_id
+from syncd.store.tables import Group, GroupMember, GroupNesting, Policy, PolicyAssignment, User, new_id
 
 BASE = "/api/v1/policies"
 
@@ -52,6 +55,21 @@ def body(name: str = "Office", **overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return data
+
+
+def test_same_name_at_once_is_one_201_and_the_rest_409(admin: Admin) -> None:
+    def create(_: int) -> int:
+        with admin.client() as client:
+            return client.post(BASE, json=body("Race")).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = sorted(pool.map(create, range(8)))
+    assert codes == [201] + [409] * 7
+    # The name check and the insert are two statements: a name taken in between is a conflict, not a 5xx.
+    with pytest.raises(ConflictError), admin.db.write() as session:
+        policies.save(session, Policy(name="Race", priority=0, rules=[]))
+    with admin.db.read() as session:
+        assert [p.name for p in policies.listing(session)] == ["Race"]
 
 
 def test_crud_listing_in_priority_order_and_validation(admin: Admin) -> None:
