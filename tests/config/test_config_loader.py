@@ -197,7 +197,7 @@ def test_several_problems_one_line_each(tmp_path: Path) -> None:
 
 
 def test_trusted_proxies_are_addresses_or_networks(tmp_path: Path) -> None:
-    text = "org: {name: X, base_url: https://x}\napi:\n  trusted_proxies: [10.0.0.0/8, \"::1\", lb.example]\n"
+    text = 'org: {name: X, base_url: https://x}\napi:\n  trusted_proxies: [10.0.0.0/8, "::1", lb.example]\n'
     message = error_of(write(tmp_path, text))
     assert message.startswith(f"{tmp_path / 'syncd.yaml'}:3: api.trusted_proxies")
     assert "'lb.example' is not an IP address or network such as 10.0.0.0/24" in message
