@@ -30,8 +30,14 @@ from syncd.errors import StoreError
 class Database:
     """One database: a read engine and a write engine (the same engine on PostgreSQL)."""
 
-    def __init__(self, config: DatabaseConfig) -> None:
+    def __init__(self, config: DatabaseConfig, *, flush_commits: bool = True) -> None:
+        """``flush_commits=False``: commits don't wait for the disk (SQLite ``synchronous=NORMAL``, PostgreSQL
+        ``synchronous_commit=off``); a commit can then be lost to a power cut or a server crash, never to a
+        crash of this process. Only for writes whose loss is harmless (the relay's SENT marks)."""
+        if not flush_commits and config.synchronous != "NORMAL":
+            config = config.model_copy(update={"synchronous": "NORMAL"})
         self.config = config
+        self.flush_commits = flush_commits
         self.url: URL = make_url(config.url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
@@ -55,6 +61,20 @@ class Database:
         info = dict(self.session_info)
         with translate_errors(self.display_url), self._write(info=info) as session, session.begin():
             yield session
+
+    @contextlib.contextmanager
+    def one_statement(self) -> Iterator[sa.Connection]:
+        """A connection for a unit of work of **one** statement, for hot paths (the relay's mark after each
+        message): no ORM session and no commit checks, about a fifth of the cost of :meth:`write` on SQLite
+        (``BEGIN IMMEDIATE`` … ``COMMIT``); on PostgreSQL the statement runs in autocommit mode, one round
+        trip instead of three. A second statement would commit on its own on PostgreSQL: use :meth:`write`."""
+        with translate_errors(self.display_url):
+            if self.is_sqlite:
+                with self.write_engine.begin() as connection:
+                    yield connection
+            else:
+                with self.write_engine.connect() as connection:
+                    yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
@@ -115,7 +135,8 @@ class Database:
             # psycopg prepares a statement after 5 runs, and PostgreSQL then may switch to a generic plan,
             # which is bad for `IN (<500 values>)` lookups (200 ms instead of 5 ms on 100k users).
             # Custom plans cost a fraction of a millisecond of planning each time.
-            "options": "-c plan_cache_mode=force_custom_plan",
+            "options": "-c plan_cache_mode=force_custom_plan"
+            + ("" if self.flush_commits else " -c synchronous_commit=off"),
         }
         if self.config.password is not None:
             connect_args["password"] = self.config.password.get()

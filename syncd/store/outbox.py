@@ -144,12 +144,32 @@ def _fenced(row: Claimed) -> Any:
     )
 
 
-def mark_sent(session: Session, row: Claimed, *, subject: str | None, now: datetime | None = None) -> bool:
-    """Record delivery; False if this relay no longer holds the row (its lease ran out)."""
-    values: dict[str, Any] = {"status": SENT, "sent_at": now or utcnow(), "last_error": None}
-    if subject is not None:
-        values["subject"] = subject
-    return bool(rowcount(session.execute(_fenced(row).values(**values))))
+_MARK_SENT = (
+    sa.update(OutboxMessage)
+    .where(
+        OutboxMessage.id == sa.bindparam("row_id"),
+        OutboxMessage.status == SENDING,
+        OutboxMessage.attempts == sa.bindparam("fence"),
+    )
+    .values(
+        status=SENT,
+        sent_at=sa.bindparam("sent_at"),
+        subject=sa.func.coalesce(sa.bindparam("new_subject", type_=sa.String), OutboxMessage.subject),
+        last_error=None,
+    )
+)
+
+
+def mark_sent(
+    unit: Session | sa.Connection, row: Claimed, *, subject: str | None, now: datetime | None = None
+) -> bool:
+    """Record delivery; False if this relay no longer holds the row (its lease ran out).
+
+    One statement built once: the relay commits a mark after every message, on a bare connection
+    (:meth:`~syncd.store.db.Database.one_statement`), where it costs ~0.1 ms instead of ~0.5 ms.
+    """
+    params = {"row_id": row.id, "fence": row.attempts, "sent_at": now or utcnow(), "new_subject": subject}
+    return bool(rowcount(unit.execute(_MARK_SENT, params)))
 
 
 def mark_retry(session: Session, row: Claimed, *, error: str, at: datetime) -> bool:

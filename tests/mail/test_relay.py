@@ -111,9 +111,13 @@ def test_invites_go_out_over_one_connection_with_working_links(db: Database, smt
     ids = [add_user(db, f"user{i}") for i in range(25)]
     issued = {user_id: invite(db, user_id, settings) for user_id in ids}
     transport = SmtpTransport(config.mail)
-    relay = Relay(db, config, settings, transport=transport)
+    clock = Clock()
+    relay = Relay(db, config, settings, transport=transport, clock=clock)
     assert drain(relay) == 25
     assert transport.connections == 1
+    with db.read() as session:  # the mark (one prebuilt statement on a bare connection) wrote typed values
+        marked = session.execute(sa.select(OutboxMessage.sent_at, OutboxMessage.last_error)).all()
+    assert set(marked) == {(clock.now, None)}
     received = smtp_server.wait_for(25)
     assert statuses(db) == {"SENT": 25}
     by_id = {m.message["Message-ID"]: m for m in received}
