@@ -41,10 +41,29 @@ GROUPS_OF = (
     .join(GROUP_T, GROUP_T.c.id == MEMBERS.c.group_id)
     .where(
         MEMBERS.c.user_id.in_(sa.bindparam("ids", expanding=True)),
-        GROUP_T.c.managed_by == sa.bindparam("source"),
+        # `|| ''` keeps SQLite (no statistics unless ANALYZE ran) from driving the join from
+        # ix_groups_managed_by, probing every group of the source: 0.27 ms instead of 0.02 at 2,000 groups.
+        GROUP_T.c.managed_by + "" == sa.bindparam("source"),
         GROUP_T.c.deleted_at.is_(None),
     )
     .order_by(GROUP_T.c.name)
+)
+# The IdPs' most frequent request, ``userName eq`` with the groups attribute: user and groups in one
+# statement (one row per group, or one with no group), half the statement overhead of two.
+BY_USERNAME_WITH_GROUPS = (
+    sa.select(*COLUMNS, GROUP_T.c.id.label("group_id"), GROUP_T.c.name.label("group_name"))
+    .select_from(
+        T.outerjoin(MEMBERS, MEMBERS.c.user_id == T.c.id).outerjoin(
+            GROUP_T,
+            sa.and_(
+                GROUP_T.c.id == MEMBERS.c.group_id,
+                GROUP_T.c.managed_by + "" == sa.bindparam("source"),  # see GROUPS_OF
+                GROUP_T.c.deleted_at.is_(None),
+            ),
+        )
+    )
+    .where(T.c.username_key == sa.bindparam("key"), *VISIBLE)
+    .order_by(T.c.id, GROUP_T.c.name)
 )
 Result = tuple[dict[str, Any], str]  # the rendered resource and its version
 
@@ -80,7 +99,18 @@ def search(ctx: Context, client: Client, query: Query, *, lenient: bool = False)
     proj = query.projection(USERS)
     with ctx.read() as conn:
         key = _username_lookup(query)
-        if key is not None:  # userName eq "…": at most one live user, one indexed statement
+        if key is not None and proj.wants("groups"):  # at most one live user, one indexed statement
+            found_groups: dict[str, list[tuple[str, str]]] = {}
+            by_id: dict[str, Any] = {}
+            for row in conn.execute(BY_USERNAME_WITH_GROUPS, {"key": key, "source": client.source}):
+                by_id.setdefault(row.id, row)
+                if row.group_id is not None:
+                    found_groups.setdefault(row.id, []).append((row.group_id, row.group_name))
+            total = len(by_id)
+            rows = list(by_id.values())[query.start_index - 1 : query.start_index - 1 + query.count]
+            found = [proj.apply(resources.render_user(r, ctx.base, found_groups.get(r.id))) for r in rows]
+            return list_response(found, total, query)
+        if key is not None:
             rows = list(conn.execute(BY_USERNAME, {"key": key, "source": client.source}))
             total = len(rows)
             rows = rows[query.start_index - 1 : query.start_index - 1 + query.count]

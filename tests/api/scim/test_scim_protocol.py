@@ -189,3 +189,30 @@ def test_bad_patches_change_nothing(scim: ScimServer, body: dict[str, Any], scim
     scim_error(client.patch(f"/Users/{user_id}", json=body), 400, scim_type)
     after = client.get(f"/Users/{user_id}")
     assert after.headers["etag"] == etag and after.json()["title"] == "before"
+
+
+def test_username_lookup_lists_the_clients_live_groups_in_name_order(scim: ScimServer) -> None:
+    """``userName eq`` with groups is one joined statement (users.BY_USERNAME_WITH_GROUPS): the user's own
+    source's live groups, by name; another client's and deleted groups are not listed; no group, no key."""
+    okta, entra = scim.client(), scim.client("entra")
+    user_id = okta.post("/Users", json={"userName": "Joined@Example.com"}).json()["id"]
+    loner = okta.post("/Users", json={"userName": "loner"}).json()["id"]
+    made = {
+        name: okta.post("/Groups", json={"displayName": name, "members": [{"value": user_id}]}).json()["id"]
+        for name in ("Zeta", "Alpha", "Gone")
+    }
+    assert okta.delete(f"/Groups/{made['Gone']}").status_code == 204
+    other = entra.post("/Users", json={"userName": "elsewhere"}).json()["id"]
+    assert (
+        entra.post("/Groups", json={"displayName": "Entra", "members": [{"value": other}]}).status_code == 201
+    )
+    found = okta.get("/Users", params={"filter": 'userName eq "joined@example.com"'}).json()
+    assert found["totalResults"] == 1 and found["Resources"][0]["id"] == user_id
+    groups = found["Resources"][0]["groups"]
+    assert [(g["display"], g["value"]) for g in groups] == [("Alpha", made["Alpha"]), ("Zeta", made["Zeta"])]
+    assert groups == okta.get(f"/Users/{user_id}").json()["groups"]  # the same as the two-statement read
+    alone = okta.get("/Users", params={"filter": 'userName eq "loner"'}).json()["Resources"]
+    assert [u["id"] for u in alone] == [loner] and "groups" not in alone[0]
+    assert okta.get("/Users", params={"filter": 'userName eq "elsewhere"'}).json()["totalResults"] == 0
+    paged = okta.get("/Users", params={"filter": 'userName eq "joined@example.com"', "startIndex": 2}).json()
+    assert paged["totalResults"] == 1 and paged["Resources"] == []
