@@ -5,9 +5,10 @@
 1. A 100,000-user CSV source is imported into a fresh database with ``syncd sync`` (not timed).
 2. ``syncd run`` starts with a fake ``NOTIFY_SOCKET``: ``ready_s`` is the time from process start to the
    ``READY=1`` datagram (config, migrations check, listener bound; start-up syncs are jobs run after READY).
-3. ``idle_rss_mb``: the daemon's RSS 3 s after READY, before any sync (``on_start: false``).
-4. The source's 1-second incremental schedule (a file source always runs full) then runs ``--runs`` full
-   syncs back to back (max_instances=1); RSS is read after each. ``rss_growth_mb`` = RSS after the last run
+3. ``idle_rss_mb``: the daemon's RSS 1.5 s after READY, before any sync (``on_start: false``; the first run is
+   due 5 s after the scheduler starts, before READY).
+4. The source's 5-second incremental schedule (a file source always runs full) then runs ``--runs`` full
+   syncs (max_instances=1); RSS is read after each. ``rss_growth_mb`` = RSS after the last run
    minus RSS after the first (what a leak would add); ``post_sync_over_idle_mb`` = after the last minus idle
    (the high-water mark of one 100,000-user run that CPython's allocator keeps).
 
@@ -68,7 +69,7 @@ org: {{name: Bench, base_url: http://127.0.0.1:{port}}}
 database: {{url: "{url}"}}
 secrets: {{seed_key: {{file: seed.key}}}}
 sources:
-  - {{name: hr, kind: file, format: csv, users: {csv}, schedule: {{incremental: 1s, on_start: false}}}}
+  - {{name: hr, kind: file, format: csv, users: {csv}, schedule: {{incremental: 5s, on_start: false}}}}
 api: {{listen: 127.0.0.1:{port}}}
 logging: {{level: INFO, format: logfmt}}
 """
@@ -98,7 +99,9 @@ logging: {{level: INFO, format: logfmt}}
                 while b"READY=1" not in sock.recv(4096).split(b"\n"):
                     pass
                 ready_s = time.monotonic() - t0
-                time.sleep(3)
+                time.sleep(1.5)  # the first run starts 5 s after the scheduler
+                if 'msg="sync finished"' in log_path.read_text():
+                    raise SystemExit("a sync started before the idle reading")
                 idle = rss_mb(daemon.pid)
                 print(f"READY after {ready_s:.2f} s; idle RSS {idle:.1f} MB")
                 after: list[float] = []
