@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.config.models import Database as DatabaseConfig
-from syncd.errors import StoreError
+from syncd.errors import ConflictError, StoreError
 
 
 class Database:
@@ -143,6 +143,17 @@ class Database:
         return sa.create_engine(
             url, pool_pre_ping=True, pool_size=self.config.pool_size, connect_args=connect_args
         )
+
+
+def flush_unique(session: Session, conflict: str, *new: object) -> None:
+    """Add ``new`` and flush now, in a savepoint: a unique index another request filled since the caller's
+    check raises ``ConflictError(conflict)`` (a 409) instead of failing the whole unit of work."""
+    try:
+        with session.begin_nested():
+            session.add_all(new)
+            session.flush()
+    except exc.IntegrityError:
+        raise ConflictError(conflict) from None
 
 
 def application_name() -> str:

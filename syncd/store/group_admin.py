@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from syncd.domain.lifecycle import AuditEvent
 from syncd.errors import ConflictError, NotFoundError
 from syncd.store import audit, groups
+from syncd.store.db import flush_unique
 from syncd.store.tables import Group, GroupMember, GroupNesting, PolicyAssignment, User, utcnow
 
 
@@ -117,12 +118,7 @@ def _check_name_free(session: Session, name: str, except_id: str | None = None) 
 def create(session: Session, name: str, description: str | None, *, actor: str) -> Group:
     _check_name_free(session, name)
     group = Group(name=name, name_key=name.casefold(), description=description, managed_by=None)
-    try:
-        with session.begin_nested():
-            session.add(group)
-            session.flush()
-    except sa.exc.IntegrityError:
-        raise ConflictError(f"a group named {name!r} exists already") from None
+    flush_unique(session, f"a group named {name!r} exists already", group)
     audit.record(
         session, AuditEvent(actor, "group.created", "group", group.id, None, name, "created by an admin")
     )
@@ -142,11 +138,7 @@ def update(session: Session, group: Group, changes: dict[str, str | None], *, ac
         group.name, group.name_key = name, name.casefold()
     if "description" in changes:
         group.description = changes["description"]
-    try:
-        with session.begin_nested():
-            session.flush()
-    except sa.exc.IntegrityError:
-        raise ConflictError(f"a group named {group.name!r} exists already") from None
+    flush_unique(session, f"a group named {group.name!r} exists already")
     audit.record(
         session,
         AuditEvent(actor, "group.updated", "group", group.id, old_name, group.name, "updated by an admin"),

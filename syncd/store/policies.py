@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from syncd.domain import policy as rules
 from syncd.domain.lifecycle import AuditEvent
-from syncd.errors import ConflictError, NotFoundError
+from syncd.errors import NotFoundError
 from syncd.store import audit
-from syncd.store.db import rowcount
+from syncd.store.db import flush_unique, rowcount
 from syncd.store.tables import Group, GroupMember, GroupNesting, Policy, PolicyAssignment, User
 
 
@@ -153,12 +153,7 @@ def get(session: Session, policy_id: str) -> Policy:
 
 def save(session: Session, row: Policy) -> None:
     """Write ``row`` now; a name another request took since the caller checked it is a ConflictError."""
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except sa.exc.IntegrityError:
-        raise ConflictError(f"a policy named {row.name!r} exists") from None
+    flush_unique(session, f"a policy named {row.name!r} exists", row)
 
 
 def by_name(session: Session, name: str) -> Policy | None:
