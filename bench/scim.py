@@ -48,6 +48,7 @@ import uvicorn  # noqa: E402
 from harness.net import free_port  # noqa: E402
 from harness.postgres import admin_url_from_env, create_database, drop_database  # noqa: E402
 
+from syncd.__main__ import ALLOCATOR  # noqa: E402
 from syncd.api.app import create_app  # noqa: E402
 from syncd.config.models import Config  # noqa: E402
 from syncd.config.models import Database as DatabaseConfig  # noqa: E402
@@ -58,6 +59,7 @@ from syncd.store.tables import Group, SourceLink, User  # noqa: E402
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 OPS = ("lookup", "create", "deactivate", "member_add")
+DAEMON_ENV = {"PYTHONMALLOC": ALLOCATOR}  # the allocator `syncd run` uses (docs/adr/0044)
 WRITES = ("create", "deactivate", "member_add")
 SOURCE = "bench"
 
@@ -272,7 +274,7 @@ def main() -> None:
         if "sqlite" in kinds:
             port = free_port()
             argv = [__file__, "--serve-syncd", f"sqlite:///{sqlite_path}", "-", str(port), str(token_file)]
-            targets["sqlite"] = Server("syncd-sqlite", argv, port, "/scim/v2")
+            targets["sqlite"] = Server("syncd-sqlite", argv, port, "/scim/v2", DAEMON_ENV)
             servers.append(targets["sqlite"])
         if "postgresql" in kinds:
             pg = create_database(admin)
@@ -294,7 +296,7 @@ def main() -> None:
                 str(port),
                 str(token_file),
             ]
-            targets["postgresql"] = Server("syncd-postgresql", argv, port, "/scim/v2")
+            targets["postgresql"] = Server("syncd-postgresql", argv, port, "/scim/v2", DAEMON_ENV)
             servers.append(targets["postgresql"])
         for server in servers:
             server.wait(token)

@@ -19,17 +19,20 @@ running"). See docs/adr/0042-scheduler-jobs.md.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -59,6 +62,8 @@ _LIBC = ctypes.CDLL(_LIBC_NAME) if _LIBC_NAME and hasattr(ctypes.CDLL(_LIBC_NAME
 PULL_KINDS = ("file", "ldap")
 REMINDER_INTERVAL = timedelta(minutes=5)
 PURGE_BATCHES = 200  # at most 100,000 users purged per daily job
+HEAVY_THREADS = 2  # syncs and purges run here, not in the loop's shared pool (see Jobs._heavy)
+T = TypeVar("T")
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
@@ -91,6 +96,10 @@ class Jobs:
         self.stopping = threading.Event()
         self._started_once = False
         self._running: dict[asyncio.Task[Any], str] = {}
+        # Runs and purges get threads of their own: in the loop's shared pool a 100,000-user run lands on
+        # whichever thread is idle, and each thread's malloc arena keeps that run's high-water mark (RSS
+        # grew 2-12 MB per run). Idle threads are reused, so one source's runs stay on one thread.
+        self._heavy = ThreadPoolExecutor(max_workers=HEAVY_THREADS, thread_name_prefix="syncd-sync")
         self.aps = AsyncIOScheduler(
             timezone=context.config.scheduler.timezone,
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
@@ -144,6 +153,7 @@ class Jobs:
                 log.warning("jobs still running at stop", extra={"jobs": len(pending)})
         if self.aps.running:
             self.aps.shutdown(wait=False)
+        self._heavy.shutdown(wait=False)
         return not pending
 
     # ---- the job table ---------------------------------------------------------------------------------
@@ -192,6 +202,11 @@ class Jobs:
         await job.func(*job.args)
 
     # ---- the jobs --------------------------------------------------------------------------------------
+    async def _on_heavy_thread(self, func: Callable[..., T], *args: Any) -> T:
+        """``asyncio.to_thread`` on the jobs' own threads (the bound log context goes along)."""
+        call = functools.partial(contextvars.copy_context().run, func, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._heavy, call)
+
     async def _guarded(self, name: str, work: Callable[[], Awaitable[str]]) -> None:
         """Run one job: only while leading and not stopping; every outcome logged and counted."""
         task = asyncio.current_task()
@@ -230,7 +245,7 @@ class Jobs:
             started = time.monotonic()
             with logs.bound(source=name):
                 try:
-                    result, asked = await asyncio.to_thread(self._sync_blocking, context, source, mode)
+                    result, asked = await self._on_heavy_thread(self._sync_blocking, context, source, mode)
                 except AlreadyRunningError as error:
                     log.info("sync skipped: already running", extra={"reason": str(error)})
                     return "skipped"
@@ -239,7 +254,7 @@ class Jobs:
                         self._close_own_run, name, "stopped: this replica lost the leadership"
                     )
                     raise
-                await asyncio.to_thread(self.release_memory)
+                await self._on_heavy_thread(self.release_memory)
                 seconds = time.monotonic() - started
                 ran = str(getattr(result, "mode", asked))  # the mode the engine used (full without a cursor)
                 self.metrics.observe_run(name, ran, result.status, result.counts, seconds)
@@ -346,7 +361,7 @@ class Jobs:
         async def work() -> str:
             context = self.context
             cutoff = utcnow() - timedelta(days=context.config.sync.retention_days)
-            purged = await asyncio.to_thread(self._purge_blocking, context.db, cutoff)
+            purged = await self._on_heavy_thread(self._purge_blocking, context.db, cutoff)
             log.info("retention purge finished", extra={"before": cutoff.isoformat(), **purged})
             return "ok"
 

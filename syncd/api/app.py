@@ -6,6 +6,10 @@ The admin API and SCIM mount here as they land. Every response carries the secur
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -16,7 +20,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from syncd import __version__
 from syncd.api import enroll_pages, idempotency, openapi, ratelimit, selfservice
 from syncd.api.admin import admin_router
-from syncd.api.scim import create_scim_app
 from syncd.config.models import Config
 from syncd.errors import SyncdError
 from syncd.store import schema
@@ -73,18 +76,49 @@ class App(FastAPI):
     """FastAPI, with requests under ``/scim/v2/`` handed to the SCIM app before FastAPI's own middleware
     and routing: SCIM does its own auth, limits and errors and needs only the security headers here, and
     an IdP's lookups are the hottest path, of which that stack took a third (docs/adr/0030). The mount
-    stays in ``routes`` for anything that walks them."""
+    stays in ``routes`` for anything that walks them.
 
-    scim: ASGIApp | None = None
+    The SCIM app is built on first use (or by :meth:`scim_app` from the daemon right after READY): its
+    modules (scim2-models, its grammar) are a fifth of the daemon's start-up (docs/adr/0044)."""
+
+    scim_factory: Callable[[], ASGIApp] | None = None
+    _scim: ASGIApp | None = None
+    _scim_lock = threading.Lock()
+
+    def scim_app(self) -> ASGIApp | None:
+        """The SCIM app (with the security headers), built once; blocking the first time."""
+        if self._scim is None and self.scim_factory is not None:
+            with self._scim_lock:
+                if self._scim is None:
+                    self._scim = SecurityHeaders(self.scim_factory())
+        return self._scim
+
+    async def _scim_handler(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scim = self._scim or await to_thread.run_sync(self.scim_app)
+        assert scim is not None
+        await scim(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.scim is not None and scope["type"] == "http" and scope["path"].startswith(SCIM_PREFIX + "/"):
+        if (
+            self.scim_factory is not None
+            and scope["type"] == "http"
+            and scope["path"].startswith(SCIM_PREFIX + "/")
+        ):
             root_path = scope.get("root_path", "")
             child = {**scope, "app_root_path": scope.get("app_root_path", root_path)}
             child["root_path"] = root_path + SCIM_PREFIX
-            await self.scim(child, receive, send)
+            await self._scim_handler(child, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+
+def _scim_factory(config: Config, db: Database) -> Callable[[], ASGIApp]:
+    def build() -> ASGIApp:
+        from syncd.api.scim import create_scim_app  # noqa: PLC0415 (on first use: see App)
+
+        return create_scim_app(config, db)
+
+    return build
 
 
 def create_app(config: Config, db: Database, enrollment: EnrollmentSettings | None = None) -> FastAPI:
@@ -97,9 +131,8 @@ def create_app(config: Config, db: Database, enrollment: EnrollmentSettings | No
     app.state.config = config
     app.state.db = db
     app.state.enrollment = enrollment
-    scim = create_scim_app(config, db)  # SCIM 2.0 (docs/adr/0030)
-    app.mount(SCIM_PREFIX, scim)
-    app.scim = SecurityHeaders(scim)
+    app.scim_factory = _scim_factory(config, db)  # SCIM 2.0 (docs/adr/0030), built on first use
+    app.mount(SCIM_PREFIX, app._scim_handler)
     app.include_router(selfservice.router)
     app.include_router(enroll_pages.router)
     app.include_router(admin_router())  # /api/v1 and /api/mfa/admin (docs/adr/0050)

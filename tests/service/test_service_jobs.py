@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from apscheduler.schedulers.base import STATE_PAUSED
 from harness.enrollment import add_user, make_config
 from harness.service_daemon import write_users_csv
 
+from syncd import logs
 from syncd.api.metrics import Metrics
 from syncd.config.models import Database as DatabaseConfig
 from syncd.domain.lifecycle import DeviceState, DeviceType
@@ -19,6 +23,7 @@ from syncd.scheduler import JobContext, Jobs
 from syncd.store import retention, schema
 from syncd.store.db import Database
 from syncd.store.tables import AuditRecord, Device, EnrollmentInvite, Registration, SourceLink, User, utcnow
+from syncd.sync.engine import run_sync
 
 
 def _config(tmp_path: Path, **extra: object) -> object:
@@ -82,6 +87,44 @@ def test_job_table_and_reload(tmp_path: Path) -> None:
     ]  # not scim, not disabled
     assert second == ["mail:relay", "mail:reminders", "retention:purge", "sync:hr:incremental"]
     assert defaults == {"max_instances": 1, "coalesce": True, "paused": True}  # paused until it leads
+
+
+def test_runs_use_the_jobs_own_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs go to the jobs' own threads, the same one run after run (in the loop's shared pool each
+    100,000-user run left its high-water mark in another thread's malloc arena), with the log context."""
+    db = Database(DatabaseConfig(url=f"sqlite:///{tmp_path / 'syncd.db'}"))
+    schema.upgrade(db)
+    seen: list[tuple[str, object]] = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append((threading.current_thread().name, logs._bound.get().get("source")))
+        return run_sync(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("syncd.scheduler.run_sync", spy)
+
+    async def scenario() -> None:
+        jobs = Jobs(
+            JobContext(_config(tmp_path), db, None, None),  # type: ignore[arg-type]
+            unfenced=db,
+            leadership=Leadership(),
+            metrics=Metrics(),
+        )
+        jobs.start()
+        for _ in range(3):
+            await jobs.run_job("sync:hr:full")
+            await asyncio.gather(*(asyncio.to_thread(time.sleep, 0.01) for _ in range(8)))  # busy the pool
+        await jobs.shutdown(timeout=5)
+
+    try:
+        asyncio.run(scenario())
+        with db.read() as session:
+            assert session.scalar(sa.select(sa.func.count()).select_from(User)) == 3
+    finally:
+        db.dispose()
+    assert len(seen) == 3
+    assert len({thread for thread, _ in seen}) == 1
+    assert seen[0][0].startswith("syncd-sync")
+    assert {source for _, source in seen} == {"hr"}
 
 
 def test_purge_after_retention(database_config: DatabaseConfig) -> None:

@@ -99,7 +99,9 @@ def test_unit_has_the_service_directives() -> None:
     assert {key: unit.get(key, ["<missing>"])[0] for key in expected} == expected
     assert unit["SystemCallFilter"] == ["@system-service", "~@privileged @resources"]
     assert any(v.startswith("seed-key:") for v in unit["LoadCredential"])
-    assert not any(key.startswith("Environment") for key in unit)  # secrets never in the environment
+    # Secrets never in the environment: the one variable is the allocator (docs/adr/0044), no EnvironmentFile.
+    assert unit["Environment"] == ["PYTHONMALLOC=malloc"]
+    assert not any(key.startswith("Environment") and key != "Environment" for key in unit)
 
 
 PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
