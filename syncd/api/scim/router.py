@@ -8,12 +8,13 @@ here with the checks RFC 7644 asks for (media type → 415, size → 413, UTF-8 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from anyio import CapacityLimiter, to_thread
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -42,6 +43,7 @@ MEDIA_TYPE = "application/scim+json"
 ACCEPTED = frozenset({"application/scim+json", "application/json"})
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 Handler = Callable[[Request, Client], Awaitable[Response]]
+T = TypeVar("T")
 
 
 def scim_response(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -71,6 +73,21 @@ class _Api:
         # for a writer, and an indexed lookup takes far less than a thread-pool round trip. Everything
         # else (scans, writes, PostgreSQL's network round trips) runs in the thread pool.
         self.inline_point_reads = db.is_sqlite
+        # How many requests do database work at once. PostgreSQL: as many as the pool holds connections;
+        # beyond that SQLAlchemy opens an overflow connection per request and closes it after (a backend
+        # start each time). SQLite: one writer at a time (SQLite allows no more), queued here on the event
+        # loop rather than as threads convoying on a mutex; reads share anyio's default pool.
+        if db.is_sqlite:
+            self.reads: CapacityLimiter | None = None
+            self.writes: CapacityLimiter | None = CapacityLimiter(1)
+        else:
+            self.reads = self.writes = CapacityLimiter(db.config.pool_size)
+
+    async def read(self, func: Callable[..., T], *args: Any) -> T:
+        return await to_thread.run_sync(functools.partial(func, *args), limiter=self.reads)
+
+    async def write(self, func: Callable[..., T], *args: Any) -> T:
+        return await to_thread.run_sync(functools.partial(func, *args), limiter=self.writes)
 
     def app(self) -> Starlette:
         docs = self.docs
@@ -142,18 +159,18 @@ class _Api:
                 wanted = _params(request)
                 if self.inline_point_reads and module is users and users.is_point_lookup(wanted):
                     return scim_response(users.search(ctx, client, wanted))  # see __init__
-                return scim_response(await run_in_threadpool(module.search, ctx, client, wanted))
+                return scim_response(await self.read(module.search, ctx, client, wanted))
             if request.method == "POST":
                 body = await self.read_json(request)
                 proj = _params(request).projection(rt)
-                return _single(await run_in_threadpool(module.create, ctx, client, body, proj), 201)
+                return _single(await self.write(module.create, ctx, client, body, proj), 201)
             raise MethodNotAllowedError(f"{request.method} is not allowed on {rt.endpoint}")
 
         async def search(request: Request, client: Client) -> Response:
             if request.method != "POST":
                 raise MethodNotAllowedError(f"use POST on {rt.endpoint}/.search")
             wanted = query.from_search(await self.read_json(request))
-            return scim_response(await run_in_threadpool(module.search, ctx, client, wanted))
+            return scim_response(await self.read(module.search, ctx, client, wanted))
 
         async def item(request: Request, client: Client) -> Response:
             object_id = request.path_params["object_id"]
@@ -164,25 +181,21 @@ class _Api:
                 if self.inline_point_reads:
                     result = module.get(ctx, client, object_id, proj)
                 else:
-                    result = await run_in_threadpool(module.get, ctx, client, object_id, proj)
+                    result = await self.read(module.get, ctx, client, object_id, proj)
                 if request.headers.get("if-none-match") in (result[1], "*"):
                     return Response(status_code=304, headers={"etag": result[1]})
                 return _single(result)
             if method == "PUT":
                 body = await self.read_json(request)
-                return _single(
-                    await run_in_threadpool(module.replace, ctx, client, object_id, body, if_match, proj)
-                )
+                return _single(await self.write(module.replace, ctx, client, object_id, body, if_match, proj))
             if method == "PATCH":
                 ops = patch.operations(await self.read_json(request))
                 if module is groups:  # 204, as Entra expects (Okta accepts it); users get 200 + the resource
-                    await run_in_threadpool(groups.modify, ctx, client, object_id, ops, if_match)
+                    await self.write(groups.modify, ctx, client, object_id, ops, if_match)
                     return Response(status_code=204)
-                return _single(
-                    await run_in_threadpool(users.modify, ctx, client, object_id, ops, if_match, proj)
-                )
+                return _single(await self.write(users.modify, ctx, client, object_id, ops, if_match, proj))
             if method == "DELETE":
-                await run_in_threadpool(module.delete, ctx, client, object_id, if_match)
+                await self.write(module.delete, ctx, client, object_id, if_match)
                 return Response(status_code=204)
             raise MethodNotAllowedError(f"{method} is not allowed here")
 
@@ -196,7 +209,7 @@ class _Api:
         if request.method != "POST":
             raise MethodNotAllowedError("use POST on /.search")
         wanted = query.from_search(await self.read_json(request))
-        return scim_response(await run_in_threadpool(_search_all, self.ctx, client, wanted))
+        return scim_response(await self.read(_search_all, self.ctx, client, wanted))
 
 
 def _params(request: Request) -> query.Query:

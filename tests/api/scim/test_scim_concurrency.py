@@ -6,6 +6,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from harness.scim import ScimServer
+from sqlalchemy import event as sa_event
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
@@ -74,3 +75,37 @@ def test_parallel_user_patches_keep_every_change(scim: ScimServer) -> None:
         assert set(pool.map(add_email, range(18))) == {200}
     emails = {e["value"] for e in setup.get(f"/Users/{user_id}").json()["emails"]}
     assert emails == {f"e{i}@example.com" for i in range(18)}
+
+
+def test_parallel_requests_stay_within_the_connection_pool(scim: ScimServer) -> None:
+    """24 clients at once: no database connection opened beyond the pool's size (on PostgreSQL, overflow
+    connections were opened and closed per request: a backend start each time). On SQLite, writes queue
+    for the one writer without failing."""
+    engine = scim.db.write_engine
+    body = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "displayName", "value": "x"}]}
+    opened = 0
+
+    def count(*_args: object) -> None:
+        nonlocal opened
+        opened += 1
+
+    setup = scim.client()
+    ids = [setup.post("/Users", json={"userName": f"pool{i:02d}"}).json()["id"] for i in range(24)]
+    clients = [scim.client() for _ in range(24)]
+    sa_event.listen(engine, "connect", count)
+    try:
+
+        def work(index: int) -> list[int]:
+            client, user_id = clients[index], ids[index]
+            return [
+                client.get("/Users", params={"filter": f'userName eq "pool{index:02d}"'}).status_code,
+                client.get(f"/Users/{user_id}").status_code,
+                client.patch(f"/Users/{user_id}", json=body).status_code,
+            ]
+
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            statuses = Counter(s for batch in pool.map(work, range(24), chunksize=1) for s in batch)
+    finally:
+        sa_event.remove(engine, "connect", count)
+    assert statuses == Counter({200: 72})
+    assert opened <= scim.db.config.pool_size
