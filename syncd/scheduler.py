@@ -245,7 +245,7 @@ class Jobs:
             started = time.monotonic()
             with logs.bound(source=name):
                 try:
-                    result, asked = await self._on_heavy_thread(self._sync_blocking, context, source, mode)
+                    result, asked = await self._on_heavy_thread(self._sync_and_release, context, source, mode)
                 except AlreadyRunningError as error:
                     log.info("sync skipped: already running", extra={"reason": str(error)})
                     return "skipped"
@@ -254,7 +254,6 @@ class Jobs:
                         self._close_own_run, name, "stopped: this replica lost the leadership"
                     )
                     raise
-                await self._on_heavy_thread(self.release_memory)
                 seconds = time.monotonic() - started
                 ran = str(getattr(result, "mode", asked))  # the mode the engine used (full without a cursor)
                 self.metrics.observe_run(name, ran, result.status, result.counts, seconds)
@@ -276,6 +275,16 @@ class Jobs:
                 return result.status
 
         await self._guarded(f"sync:{name}:{mode}", work)
+
+    def _sync_and_release(
+        self, context: JobContext, source: SourceBase, mode: Mode
+    ) -> tuple[RunResult, Mode]:
+        """A run, then its memory handed back, in one call: on the same thread (a second call could start
+        a second thread while the first one is still marking itself idle)."""
+        try:
+            return self._sync_blocking(context, source, mode)
+        finally:
+            self.release_memory()
 
     def _sync_blocking(self, context: JobContext, source: SourceBase, mode: Mode) -> tuple[RunResult, Mode]:
         """One run in a worker thread; the checkpoint between units of work may stop it."""
@@ -312,9 +321,13 @@ class Jobs:
         )
         return result, asked
 
-    @staticmethod
-    def release_memory() -> None:
-        """Hand the memory a large run freed back to the system (glibc keeps it in per-thread arenas)."""
+    def release_memory(self) -> None:
+        """Hand the memory a large run freed back to the system: SQLite's page caches, then what glibc
+        keeps in its arenas (docs/adr/0044)."""
+        try:
+            self.context.db.release_caches()
+        except SyncdError as error:  # only memory: never fail a run over it
+            log.warning("could not release the database caches", extra={"reason": str(error)})
         gc.collect()
         if _LIBC is not None:
             _LIBC.malloc_trim(0)
