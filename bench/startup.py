@@ -6,11 +6,12 @@
 2. ``syncd run`` starts with a fake ``NOTIFY_SOCKET``: ``ready_s`` is the time from process start to the
    ``READY=1`` datagram (config, migrations check, listener bound; start-up syncs are jobs run after READY).
 3. ``idle_rss_mb``: the daemon's RSS 1.5 s after READY, before any sync (``on_start: false``; the first run is
-   due 5 s after the scheduler starts, before READY).
-4. The source's 5-second incremental schedule (a file source always runs full) then runs ``--runs`` full
-   syncs (max_instances=1); RSS is read after each. ``rss_growth_mb`` = RSS after the last run
-   minus RSS after the first (what a leak would add); ``post_sync_over_idle_mb`` = after the last minus idle
-   (the high-water mark of one 100,000-user run that CPython's allocator keeps).
+   due 15 s after the scheduler starts, before READY).
+4. The source's 15-second incremental schedule (a file source always runs full) then runs ``--runs`` full
+   syncs (max_instances=1); RSS is read 0.5 s after each ends, before the next starts (with a 5-second
+   schedule the next run, coalesced, started at once and some readings caught its first allocations).
+   ``rss_growth_mb`` = RSS after the last run minus RSS after the first (what a leak would add);
+   ``post_sync_over_idle_mb`` = after the last minus idle (what a 100,000-user run leaves behind).
 
 Targets: ready_s < 3, rss_growth_mb near 0. Shared, noisy machines: compare runs on the same machine.
 
@@ -69,7 +70,7 @@ org: {{name: Bench, base_url: http://127.0.0.1:{port}}}
 database: {{url: "{url}"}}
 secrets: {{seed_key: {{file: seed.key}}}}
 sources:
-  - {{name: hr, kind: file, format: csv, users: {csv}, schedule: {{incremental: 5s, on_start: false}}}}
+  - {{name: hr, kind: file, format: csv, users: {csv}, schedule: {{incremental: 15s, on_start: false}}}}
 api: {{listen: 127.0.0.1:{port}}}
 logging: {{level: INFO, format: logfmt}}
 """
@@ -99,7 +100,7 @@ logging: {{level: INFO, format: logfmt}}
                 while b"READY=1" not in sock.recv(4096).split(b"\n"):
                     pass
                 ready_s = time.monotonic() - t0
-                time.sleep(1.5)  # the first run starts 5 s after the scheduler
+                time.sleep(1.5)  # the first run starts 15 s after the scheduler
                 if 'msg="sync finished"' in log_path.read_text():
                     raise SystemExit("a sync started before the idle reading")
                 idle = rss_mb(daemon.pid)
@@ -111,6 +112,7 @@ logging: {{level: INFO, format: logfmt}}
                     done = len(re.findall(r'msg="sync finished"', log_path.read_text()))
                     if done > seen:
                         seen = done
+                        time.sleep(0.5)  # runs are 15 s apart: the next has not started
                         after.append(rss_mb(daemon.pid))
                         print(f"run {len(after)}: RSS {after[-1]:.1f} MB")
                     time.sleep(0.05)
