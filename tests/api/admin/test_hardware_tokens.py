@@ -192,9 +192,10 @@ def test_resync_hotp_and_totp(admin: Admin) -> None:
         totp_url = f"/api/v1/hardware-tokens/{tokens['TOTP-1']}/resync"
         ahead = client.post(totp_url, json={"codes": [totp(now, 5), totp(now, 6)]})
         assert ahead.status_code == 200, ahead.text
-        assert ahead.json()["drift"] == 6
         step = otp.step_at(now.timestamp(), 30)
-        assert ahead.json()["counter"] in (step + 7, step + 8)  # a step boundary may pass mid-test
+        # A 30 s step boundary may pass between `now` and the request (seen under load): drift 5, not 6.
+        assert ahead.json()["drift"] in (6, 5)
+        assert ahead.json()["counter"] in (step + 7, step + 8)
         far = client.post(totp_url, json={"codes": [totp(now, 30), totp(now, 31)]})
         assert far.status_code == 409 and "±20 time steps" in far.text
 
