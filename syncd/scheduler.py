@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import ctypes
-import ctypes.util
 import functools
-import gc
 import logging
 import socket
 import threading
@@ -38,7 +35,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from syncd import logs
+from syncd import logs, memory
 from syncd.api.metrics import Metrics
 from syncd.config.models import Config
 from syncd.config.sources import SourceBase
@@ -51,26 +48,16 @@ from syncd.store.db import Database
 from syncd.store.enrollment import EnrollmentSettings
 from syncd.store.runs import this_process
 from syncd.store.tables import utcnow
-from syncd.sync.engine import Reader, RunResult, run_sync
+from syncd.sync.engine import ChangeFeed, RunResult, announcing, run_sync
 
 log = logging.getLogger("syncd.scheduler")
 
 Mode = Literal["full", "incremental"]
-M_ARENA_MAX = -8
-_LIBC_NAME = ctypes.util.find_library("c")
-_LIBC = ctypes.CDLL(_LIBC_NAME) if _LIBC_NAME and hasattr(ctypes.CDLL(_LIBC_NAME), "malloc_trim") else None
 PULL_KINDS = ("file", "ldap")
 REMINDER_INTERVAL = timedelta(minutes=5)
 PURGE_BATCHES = 200  # at most 100,000 users purged per daily job
 HEAVY_THREADS = 2  # syncs and purges run here, not in the loop's shared pool (see Jobs._heavy)
 T = TypeVar("T")
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's per-thread malloc arenas: a 100,000-user run in one worker thread after another would
-    otherwise leave its high-water mark in each thread's arena (RSS creeping up run after run)."""
-    if _LIBC is not None and hasattr(_LIBC, "mallopt"):
-        _LIBC.mallopt(M_ARENA_MAX, arenas)
 
 
 @dataclass
@@ -309,7 +296,7 @@ class Jobs:
             if closed:
                 log.warning("orphaned run closed", extra={"run": ",".join(closed)})
         reader = reader_for(source)
-        asked: Mode = mode if has_change_feed(reader) else "full"  # files have no change feed
+        asked: Mode = mode if isinstance(reader, ChangeFeed) else "full"  # files have no change feed
         result = run_sync(
             context.db,
             source,
@@ -328,9 +315,7 @@ class Jobs:
             self.context.db.release_caches()
         except SyncdError as error:  # only memory: never fail a run over it
             log.warning("could not release the database caches", extra={"reason": str(error)})
-        gc.collect()
-        if _LIBC is not None:
-            _LIBC.malloc_trim(0)
+        memory.give_back()
 
     def _close_own_run(self, source: str, reason: str) -> None:
         try:
@@ -394,33 +379,3 @@ class Jobs:
             dead = retention.purge_dead_links_and_codes(session, before=cutoff)
             dead["idempotency_keys"] = idempotency.purge(session)  # kept answers older than a day
         return {"users_purged": users, **{f"{k}_removed": v for k, v in dead.items()}}
-
-
-def announcing(reader: Reader, started: Callable[[], None]) -> Reader:
-    """``reader`` calling ``started()`` first, keeping its change feed (incremental reads) if it has one."""
-    if has_change_feed(reader):
-        feed: Any = reader
-
-        class _Feed:
-            cursor_kind = feed.cursor_kind
-
-            def __call__(self) -> Any:
-                started()
-                return reader()
-
-            def read_changes(self, cursor: str, known: Any) -> Any:
-                started()
-                return feed.read_changes(cursor, known)
-
-        return _Feed()
-
-    def read() -> Any:
-        started()
-        return reader()
-
-    return read
-
-
-def has_change_feed(reader: object) -> bool:
-    """Whether a reader can also read changes since a cursor (the engine's ``ChangeFeed``: LDAP)."""
-    return callable(getattr(reader, "read_changes", None)) and hasattr(reader, "cursor_kind")

@@ -25,7 +25,7 @@ from typing import Any
 
 import uvicorn
 
-from syncd import leader, logs
+from syncd import leader, logs, memory
 from syncd.api.app import create_app
 from syncd.api.metrics import HttpMetrics, Metrics, metrics_endpoint
 from syncd.asgi import RequestIds, Swappable
@@ -37,7 +37,7 @@ from syncd.mail.relay import Relay
 from syncd.mail.render import Renderer
 from syncd.mail.transports import PermanentError, TransientError, Transport, make_transport
 from syncd.notify import Notifier
-from syncd.scheduler import JobContext, Jobs, limit_malloc_arenas
+from syncd.scheduler import JobContext, Jobs
 from syncd.sources.readers import kind_of, reader_for
 from syncd.store import enrollment, schema
 from syncd.store.db import Database
@@ -91,7 +91,7 @@ def sync_source(
 def run(config: Config, *, path: Path | None = None, leader_poll: float = 5.0) -> None:
     """Run the daemon in the foreground until SIGTERM/SIGINT; ``path`` is re-read on SIGHUP."""
     notifier = Notifier()
-    limit_malloc_arenas()
+    memory.limit_malloc_arenas()
     settings = enrollment_settings(config)  # fail closed without the seed key, before touching anything
     Renderer(config.org, config.mail).check()  # overridden templates that don't render stop the start
     db = Database(config.database)
@@ -233,7 +233,7 @@ class Daemon:
             serving.result()
             raise ConfigError(f"api.listen {self.config.api.listen}: the HTTP server did not start")
         self.jobs.start()
-        await asyncio.to_thread(self.jobs.release_memory)  # start-up garbage (imports, app) back to the OS
+        await asyncio.to_thread(memory.give_back)  # start-up garbage (imports, app) back to the OS
         allocator = os.environ.get("PYTHONMALLOC", "pymalloc")  # syncd.__main__ sets malloc (docs/adr/0044)
         log.info("listening", extra={"address": self.config.api.listen, "allocator": allocator})
         self.notifier.ready(f"{self.leadership.role}; serving on {self.config.api.listen}")

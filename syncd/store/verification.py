@@ -5,7 +5,7 @@ case-insensitive; deleted users are unknown), the user's status (:func:`lifecycl
 bypass codes: :func:`lifecycle.can_use_bypass_code`, never PROVISIONING_DISABLED), the org factor
 (:func:`org_factors.status_is_active`), the per-user factor (enabled, not locked), the policy
 (:func:`policies.decide_for`), then the code itself (TOTP: the seed unsealed and the window matched here,
-the step accepted by the replay guard's compare-and-set; hardware tokens: :func:`hardware_tokens.check`;
+the step accepted by the replay guard's compare-and-set; hardware tokens: :func:`token_codes.check`;
 bypass codes: :func:`bypass_codes.redeem`). Wrong codes count with :func:`factors.count_failure`.
 
 It is the hot path of the API, so it is written for speed without giving anything up (docs/adr/0054,
@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from syncd.domain import otp
 from syncd.domain import policy as rules
 from syncd.domain.lifecycle import DeviceState, DeviceType, UserStatus, can_authenticate, can_use_bypass_code
-from syncd.store import bypass_codes, factors, hardware_tokens, org_factors, policies, users
+from syncd.store import bypass_codes, factors, org_factors, policies, token_codes, users
 from syncd.store.db import rowcount
 from syncd.store.enrollment import EnrollmentSettings
 from syncd.store.tables import Device, OrgFactor, PolicyAssignment, User, UserFactor, utcnow
@@ -313,7 +313,7 @@ def _check_code(
     if factor is Factor.TOTP:
         return _check_totp(session, facts, attempt, settings, now)
     if factor is Factor.HARDWARE_TOKEN:
-        matched = hardware_tokens.check(session, facts.user_id, attempt.code, keys=settings.keys, now=now)
+        matched = token_codes.check(session, facts.user_id, attempt.code, keys=settings.keys, now=now)
     else:
         matched = bypass_codes.redeem(session, facts.user_id, attempt.code, now=now)
     if matched is None:

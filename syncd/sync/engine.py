@@ -58,6 +58,31 @@ class ChangeFeed(Protocol):
     def read_changes(self, cursor: str, known: KnownLinks) -> Delta: ...
 
 
+def announcing(reader: Reader, started: Callable[[], None]) -> Reader:
+    """``reader`` calling ``started()`` first, keeping its change feed (incremental reads) if it has one."""
+    if isinstance(reader, ChangeFeed):
+        feed = reader
+
+        class _Feed:
+            cursor_kind = feed.cursor_kind
+
+            def __call__(self) -> Snapshot:
+                started()
+                return reader()
+
+            def read_changes(self, cursor: str, known: KnownLinks) -> Delta:
+                started()
+                return feed.read_changes(cursor, known)
+
+        return _Feed()
+
+    def read() -> Snapshot:
+        started()
+        return reader()
+
+    return read
+
+
 @dataclass(slots=True)
 class RunResult:
     """What a run did, for the CLI and the scheduler."""

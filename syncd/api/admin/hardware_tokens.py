@@ -17,7 +17,7 @@ from syncd.api.admin.devices import UserId, mail_host, seed_keys
 from syncd.api.admin.schemas import ERRORS, ID_PATTERN
 from syncd.domain import token_files
 from syncd.domain.lifecycle import UserStatus
-from syncd.store import devices, hardware_tokens
+from syncd.store import devices, hardware_tokens, token_codes
 from syncd.store.tables import HardwareToken
 
 router = APIRouter(tags=["hardware_tokens"])
@@ -182,5 +182,5 @@ def resync_token(
     (the drift is stored). 409 when the codes match nowhere."""
     keys = seed_keys(request)
     with request.app.state.db.write() as session:
-        token = hardware_tokens.resync(session, tokenId, body.codes, keys=keys, actor=caller.actor)
+        token = token_codes.resync(session, tokenId, body.codes, keys=keys, actor=caller.actor)
         return token_out(token)

@@ -17,7 +17,7 @@ from syncd.domain import otp
 from syncd.domain.lifecycle import DeviceState
 from syncd.domain.token_files import parse
 from syncd.errors import DomainError
-from syncd.store import hardware_tokens
+from syncd.store import hardware_tokens, token_codes
 from syncd.store.db import Database
 from syncd.store.tables import Device, HardwareToken, OutboxMessage, User
 
@@ -222,15 +222,15 @@ def test_check_hotp_window_and_replay(db: Database) -> None:
     keys = make_settings().keys
     hot, tim = _setup(db)
     with db.write() as session:
-        assert hardware_tokens.check(session, hot, hotp(0), keys=keys, now=NOW) is None  # no token yet
+        assert token_codes.check(session, hot, hotp(0), keys=keys, now=NOW) is None  # no token yet
         hardware_tokens.assign(session, hot, "HOTP-1", actor="test", host="example.com")
     with db.write() as session:
-        assert hardware_tokens.check(session, hot, hotp(3), keys=keys, now=NOW) is True
-        assert hardware_tokens.check(session, hot, hotp(3), keys=keys, now=NOW) is False  # accepted once
-        assert hardware_tokens.check(session, hot, hotp(2), keys=keys, now=NOW) is False  # behind the counter
-        assert hardware_tokens.check(session, hot, hotp(4 + 10), keys=keys, now=NOW) is False  # beyond 10
-        assert hardware_tokens.check(session, hot, hotp(13), keys=keys, now=NOW) is True  # last of the window
-        assert hardware_tokens.check(session, hot, "12345", keys=keys, now=NOW) is False
+        assert token_codes.check(session, hot, hotp(3), keys=keys, now=NOW) is True
+        assert token_codes.check(session, hot, hotp(3), keys=keys, now=NOW) is False  # accepted once
+        assert token_codes.check(session, hot, hotp(2), keys=keys, now=NOW) is False  # behind the counter
+        assert token_codes.check(session, hot, hotp(4 + 10), keys=keys, now=NOW) is False  # beyond 10
+        assert token_codes.check(session, hot, hotp(13), keys=keys, now=NOW) is True  # last of the window
+        assert token_codes.check(session, hot, "12345", keys=keys, now=NOW) is False
         token = session.scalar(sa.select(HardwareToken).where(HardwareToken.serial == "HOTP-1"))
         assert token is not None and token.counter == 14
     with db.write() as session:  # a disabled device is no device
@@ -238,8 +238,8 @@ def test_check_hotp_window_and_replay(db: Database) -> None:
         assert device is not None
         device.state = DeviceState.DISABLED
     with db.write() as session:
-        assert hardware_tokens.check(session, hot, hotp(14), keys=keys, now=NOW) is None
-        assert hardware_tokens.check(session, tim, hotp(14), keys=keys, now=NOW) is None
+        assert token_codes.check(session, hot, hotp(14), keys=keys, now=NOW) is None
+        assert token_codes.check(session, tim, hotp(14), keys=keys, now=NOW) is None
 
 
 def test_check_totp_drift_replay_and_pool(db: Database) -> None:
@@ -255,25 +255,25 @@ def test_check_totp_drift_replay_and_pool(db: Database) -> None:
         hardware_tokens.unassign(session, tim, actor="test", host="example.com")
         hardware_tokens.assign(session, tim, "TOTP-1", actor="test", host="example.com")
     with db.write() as session:
-        assert hardware_tokens.check(session, tim, totp(NOW), keys=keys, now=NOW) is True
-        assert hardware_tokens.check(session, tim, totp(NOW), keys=keys, now=NOW) is False  # replay
-        assert hardware_tokens.check(session, tim, totp(NOW, -1), keys=keys, now=NOW) is False  # older step
-        assert hardware_tokens.check(session, tim, totp(NOW, 1), keys=keys, now=NOW) is True  # +1 tolerated
-        assert hardware_tokens.check(session, tim, totp(NOW, 5), keys=keys, now=NOW) is False  # too far
+        assert token_codes.check(session, tim, totp(NOW), keys=keys, now=NOW) is True
+        assert token_codes.check(session, tim, totp(NOW), keys=keys, now=NOW) is False  # replay
+        assert token_codes.check(session, tim, totp(NOW, -1), keys=keys, now=NOW) is False  # older step
+        assert token_codes.check(session, tim, totp(NOW, 1), keys=keys, now=NOW) is True  # +1 tolerated
+        assert token_codes.check(session, tim, totp(NOW, 5), keys=keys, now=NOW) is False  # too far
         held = hardware_tokens.of_user(session, tim)
         assert held is not None and held.drift == 1
         token_id = held.id
     later = NOW + timedelta(minutes=10)
     with db.write() as session:  # the token's clock runs 4 steps ahead: resync learns it
-        hardware_tokens.resync(
+        token_codes.resync(
             session, token_id, [totp(later, 3), totp(later, 4)], keys=keys, actor="test", now=later
         )
     with db.write() as session:
         assert (
-            hardware_tokens.check(session, tim, totp(later, 4), keys=keys, now=later) is False
+            token_codes.check(session, tim, totp(later, 4), keys=keys, now=later) is False
         )  # spent by resync
         assert (
-            hardware_tokens.check(session, tim, totp(later, 5), keys=keys, now=later + timedelta(seconds=30))
+            token_codes.check(session, tim, totp(later, 5), keys=keys, now=later + timedelta(seconds=30))
             is True
         )
     other, last = add_user(db, "zed"), add_user(db, "last")
