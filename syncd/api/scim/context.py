@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import Connection, exc
 from sqlalchemy.orm import Session
 
+from syncd.api.scim.batch import BatchWriter
 from syncd.api.scim.errors import PreconditionFailedError, UniquenessError
 from syncd.api.scim.resources import version
 from syncd.store.db import Database, translate_errors
@@ -24,6 +25,7 @@ class Context:
     # SQLite has one writer at a time; threads of this process queue here, on a mutex, rather than in
     # SQLite's busy handler, which polls with sleeps of up to 100 ms (seconds of p99 under 20 writers).
     write_lock: threading.Lock = field(default_factory=threading.Lock)
+    batch: BatchWriter | None = None  # SQLite in the app: group commit (syncd.api.scim.batch)
 
     @property
     def dialect(self) -> str:
@@ -38,12 +40,23 @@ class Context:
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
         """A unit of work; a unique-index race (two clients creating one userName) is a 409."""
-        lock = self.write_lock if self.db.is_sqlite else contextlib.nullcontext()
+        if self.batch is not None:
+            unit = self.batch.session()
+        elif self.db.is_sqlite:
+            unit = _locked(self.write_lock, self.db)
+        else:
+            unit = self.db.write()
         try:
-            with lock, self.db.write() as session:
+            with unit as session:
                 yield session
         except exc.IntegrityError:
             raise UniquenessError("the value is already in use (a concurrent request created it)") from None
+
+
+@contextlib.contextmanager
+def _locked(lock: threading.Lock, db: Database) -> Iterator[Session]:
+    with lock, db.write() as session:
+        yield session
 
 
 def check_version(updated_at: datetime, if_match: str | None) -> None:

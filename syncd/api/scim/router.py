@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from syncd.api.scim import discovery, groups, patch, query, users
 from syncd.api.scim.auth import Client, Clients
+from syncd.api.scim.batch import BatchWriter
 from syncd.api.scim.catalogue import GROUPS, USERS, ResourceType
 from syncd.api.scim.context import Context
 from syncd.api.scim.errors import (
@@ -66,7 +67,8 @@ class _Api:
     def __init__(self, config: Config, db: Database) -> None:
         self.clients = Clients(config)
         base = f"{config.org.base_url}/scim/v2"
-        self.ctx = Context(db, base)
+        self.batch = BatchWriter(db) if db.is_sqlite else None  # group commit (docs/adr/0033)
+        self.ctx = Context(db, base, batch=self.batch)
         self.docs = discovery.build(base, config.api.max_body_bytes)
         self.max_body = config.api.max_body_bytes
         # SQLite point reads (by id, by userName) run on the event loop: in WAL mode a reader never waits
@@ -75,18 +77,20 @@ class _Api:
         self.inline_point_reads = db.is_sqlite
         # How many requests do database work at once. PostgreSQL: as many as the pool holds connections;
         # beyond that SQLAlchemy opens an overflow connection per request and closes it after (a backend
-        # start each time). SQLite: one writer at a time (SQLite allows no more), queued here on the event
-        # loop rather than as threads convoying on a mutex; reads share anyio's default pool.
+        # start each time). SQLite: reads share anyio's default pool; writes go to the one writer thread
+        # of self.batch (SQLite allows one writer), group-committed (docs/adr/0033).
         if db.is_sqlite:
             self.reads: CapacityLimiter | None = None
-            self.writes: CapacityLimiter | None = CapacityLimiter(1)
         else:
-            self.reads = self.writes = CapacityLimiter(db.config.pool_size)
+            self.reads = CapacityLimiter(db.config.pool_size)
+        self.writes = self.reads
 
     async def read(self, func: Callable[..., T], *args: Any) -> T:
         return await to_thread.run_sync(functools.partial(func, *args), limiter=self.reads)
 
     async def write(self, func: Callable[..., T], *args: Any) -> T:
+        if self.batch is not None:
+            return await self.batch.run(functools.partial(func, *args))
         return await to_thread.run_sync(functools.partial(func, *args), limiter=self.writes)
 
     def app(self) -> Starlette:
