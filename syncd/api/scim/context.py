@@ -16,6 +16,7 @@ from syncd.api.scim.batch import BatchWriter
 from syncd.api.scim.errors import PreconditionFailedError, UniquenessError
 from syncd.api.scim.resources import version
 from syncd.store.db import Database, translate_errors
+from syncd.store.point_reads import PointReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,7 @@ class Context:
     # SQLite's busy handler, which polls with sleeps of up to 100 ms (seconds of p99 under 20 writers).
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     batch: BatchWriter | None = None  # SQLite in the app: group commit (syncd.api.scim.batch)
+    points: PointReader | None = None  # SQLite in the app: hot lookups on the driver's connection
 
     @property
     def dialect(self) -> str:

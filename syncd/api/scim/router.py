@@ -39,6 +39,7 @@ from syncd.api.scim.filters import compile_filter
 from syncd.api.scim.mappers import GroupMapper, UserMapper
 from syncd.config.models import Config
 from syncd.store.db import Database
+from syncd.store.point_reads import PointReader
 
 MEDIA_TYPE = "application/scim+json"
 ACCEPTED = frozenset({"application/scim+json", "application/json"})
@@ -68,7 +69,7 @@ class _Api:
         self.clients = Clients(config)
         base = f"{config.org.base_url}/scim/v2"
         self.batch = BatchWriter(db) if db.is_sqlite else None  # group commit (docs/adr/0033)
-        self.ctx = Context(db, base, batch=self.batch)
+        self.ctx = Context(db, base, batch=self.batch, points=PointReader.for_database(db))
         self.docs = discovery.build(base, config.api.max_body_bytes)
         self.max_body = config.api.max_body_bytes
         # SQLite point reads (by id, by userName) run on the event loop: in WAL mode a reader never waits

@@ -97,19 +97,10 @@ def get(ctx: Context, client: Client, user_id: str, proj: Projection) -> Result:
 
 def search(ctx: Context, client: Client, query: Query, *, lenient: bool = False) -> dict[str, Any]:
     proj = query.projection(USERS)
+    key = _username_lookup(query)
+    if key is not None and proj.wants("groups"):  # at most one live user, one indexed statement
+        return _by_username_with_groups(ctx, client, key, query, proj)
     with ctx.read() as conn:
-        key = _username_lookup(query)
-        if key is not None and proj.wants("groups"):  # at most one live user, one indexed statement
-            found_groups: dict[str, list[tuple[str, str]]] = {}
-            by_id: dict[str, Any] = {}
-            for row in conn.execute(BY_USERNAME_WITH_GROUPS, {"key": key, "source": client.source}):
-                by_id.setdefault(row.id, row)
-                if row.group_id is not None:
-                    found_groups.setdefault(row.id, []).append((row.group_id, row.group_name))
-            total = len(by_id)
-            rows = list(by_id.values())[query.start_index - 1 : query.start_index - 1 + query.count]
-            found = [proj.apply(resources.render_user(r, ctx.base, found_groups.get(r.id))) for r in rows]
-            return list_response(found, total, query)
         if key is not None:
             rows = list(conn.execute(BY_USERNAME, {"key": key, "source": client.source}))
             total = len(rows)
@@ -122,6 +113,26 @@ def search(ctx: Context, client: Client, query: Query, *, lenient: bool = False)
         groups = _groups_of(conn, client, [r.id for r in rows]) if proj.wants("groups") else {}
     found = [proj.apply(resources.render_user(r, ctx.base, groups.get(r.id))) for r in rows]
     return list_response(found, total, query)
+
+
+def _by_username_with_groups(
+    ctx: Context, client: Client, key: str, query: Query, proj: Projection
+) -> dict[str, Any]:
+    params = {"key": key, "source": client.source}
+    if ctx.points is not None:  # SQLite: on the driver's connection (syncd.store.point_reads)
+        joined = ctx.points.all(BY_USERNAME_WITH_GROUPS, params)
+    else:
+        with ctx.read() as conn:
+            joined = list(conn.execute(BY_USERNAME_WITH_GROUPS, params))
+    found_groups: dict[str, list[tuple[str, str]]] = {}
+    by_id: dict[str, Any] = {}
+    for row in joined:
+        by_id.setdefault(row.id, row)
+        if row.group_id is not None:
+            found_groups.setdefault(row.id, []).append((row.group_id, row.group_name))
+    rows = list(by_id.values())[query.start_index - 1 : query.start_index - 1 + query.count]
+    found = [proj.apply(resources.render_user(r, ctx.base, found_groups.get(r.id))) for r in rows]
+    return list_response(found, len(by_id), query)
 
 
 def is_point_lookup(query: Query) -> bool:
