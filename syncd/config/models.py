@@ -46,7 +46,8 @@ class Database(Strict):
     synchronous: Literal["NORMAL", "FULL"] = "FULL"
     """SQLite: FULL survives power loss; NORMAL only process crashes (faster)."""
     pool_size: int = Field(default=5, ge=1, le=100)
-    """PostgreSQL: connections kept open per process."""
+    """PostgreSQL: connections kept open per process, and as many more for SCIM ``userName`` lookups
+    (made on the event loop apart from the pool, docs/adr/0033): up to twice this many per process."""
 
     @field_validator("url")
     @classmethod

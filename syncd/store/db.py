@@ -40,6 +40,7 @@ class Database:
         self.flush_commits = flush_commits
         self.url: URL = make_url(config.url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.connect_args: dict[str, Any] = {}
         if self.is_sqlite:
             _check_sqlite_path(self.url)
             self.read_engine = self._sqlite_engine(begin="BEGIN")
@@ -47,6 +48,7 @@ class Database:
         else:
             self.read_engine = self.write_engine = self._postgres_engine()
         self.session_info: dict[str, Any] = {}  # copied into every write session's ``info``
+        self._disposers: list[Callable[[], None]] = []
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
 
@@ -106,7 +108,13 @@ class Database:
                     connection = stack.enter_context(engine.connect())
                     connection.exec_driver_sql("PRAGMA shrink_memory")
 
+    def on_dispose(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (closing connections made apart from the engines) in :meth:`dispose`."""
+        self._disposers.append(callback)
+
     def dispose(self) -> None:
+        for callback in self._disposers:
+            callback()
         self.read_engine.dispose()
         if self.write_engine is not self.read_engine:
             self.write_engine.dispose()
@@ -154,6 +162,7 @@ class Database:
         }
         if self.config.password is not None:
             connect_args["password"] = self.config.password.get()
+        self.connect_args = connect_args  # for connections made apart from the engine (store.point_reads)
         return sa.create_engine(
             url, pool_pre_ping=True, pool_size=self.config.pool_size, connect_args=connect_args
         )

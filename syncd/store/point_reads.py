@@ -1,44 +1,90 @@
-"""SQLite point reads on the driver's own connection, for the statements of the hottest request paths.
+"""Point reads apart from the SQLAlchemy engine, for the statements of the hottest request paths.
 
-A SCIM ``userName eq`` lookup is one indexed statement that SQLite answers in ~20 µs; run through a
-SQLAlchemy connection (pool checkout, execution context, result wrapping, reset on return) it costs
-~0.1 ms more, most of the request's own work. :class:`PointReader` runs a statement that SQLAlchemy
-compiled once on a plain ``sqlite3`` connection in autocommit mode (one statement, one implicit read
-transaction: in WAL mode it never waits for a writer) and applies the columns' own SQLAlchemy result
-processors, so rows are what the engine would return (timestamps UTC-aware, JSON decoded, booleans).
+A SCIM ``userName eq`` lookup is one indexed statement. Through a SQLAlchemy connection it also pays a
+pool checkout, an execution context and result wrapping (on SQLite most of the request's own work), and on
+PostgreSQL a pre-ping, ``BEGIN`` and the rollback on return (four round trips for one) from a thread-pool
+thread. The readers here run a statement that SQLAlchemy compiled once, in autocommit mode (one statement,
+one implicit transaction), and apply the columns' own SQLAlchemy result processors, so rows are what the
+engine would return (timestamps UTC-aware, JSON decoded, booleans):
+
+* :class:`PointReader` (SQLite): plain ``sqlite3`` connections, read-only; in WAL mode a reader never
+  waits for a writer, so the SCIM app calls it on the event loop.
+* :class:`AsyncPointReader` (PostgreSQL): psycopg's async connections with the engine's connect arguments
+  and adapters, awaited on the event loop: one round trip and no thread hand-off.
+
 Only for single SELECTs whose parameters are plain values (no expanding ``IN``). See docs/adr/0033.
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import sqlite3
 import threading
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
 from syncd.errors import StoreError
 from syncd.store.db import Database
 
-_Compiled = tuple[
-    str, tuple[str, ...], dict[str, Any], Callable[..., Any], tuple[Callable[[Any], Any] | None, ...]
-]
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    sql: str
+    names: tuple[str, ...]  # the positional parameters' order (SQLite's qmark style)
+    fixed: dict[str, Any]  # the statement's own literal values (e.g. ``managed_by || ''``)
+    row_type: Callable[..., Any]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    def rows(self, raw: Sequence[Sequence[Any]]) -> list[Any]:
+        return [
+            self.row_type(*(v if p is None else p(v) for v, p in zip(row, self.processors, strict=True)))
+            for row in raw
+        ]
+
+
+class _Statements:
+    """Statements compiled once for one dialect."""
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        self.dialect = dialect
+        self._prepared: dict[sa.Select[Any], _Prepared] = {}
+        self._lock = threading.Lock()
+
+    def get(self, statement: sa.Select[Any]) -> _Prepared:
+        prepared = self._prepared.get(statement)
+        if prepared is None:
+            with self._lock:
+                done = statement.compile(dialect=self.dialect)
+                columns = list(statement.selected_columns)
+                prepared = _Prepared(
+                    sql=done.string,
+                    names=tuple(done.positiontup or ()),
+                    fixed=done.params,
+                    row_type=namedtuple("Row", [column.key for column in columns]),  # type: ignore[misc]
+                    processors=tuple(
+                        column.type.dialect_impl(self.dialect).result_processor(self.dialect, None)
+                        for column in columns
+                    ),
+                )
+                self._prepared[statement] = prepared
+        return prepared
 
 
 class PointReader:
-    """Prebuilt SELECTs on a small pool of read-only ``sqlite3`` connections (any thread)."""
+    """SQLite: prebuilt SELECTs on a small pool of read-only ``sqlite3`` connections (any thread)."""
 
     def __init__(self, db: Database) -> None:
         self.path = str(db.url.database)
         self.where = db.display_url
         self.timeout = db.config.busy_timeout_ms / 1000
-        self.dialect = db.read_engine.dialect
+        self.statements = _Statements(db.read_engine.dialect)
         self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        self._compiled: dict[sa.Select[Any], _Compiled] = {}
-        self._lock = threading.Lock()
 
     @classmethod
     def for_database(cls, db: Database) -> PointReader | None:
@@ -49,36 +95,16 @@ class PointReader:
 
     def all(self, statement: sa.Select[Any], params: dict[str, Any]) -> list[Any]:
         """The rows of ``statement`` (named tuples with the statement's column keys)."""
-        sql, names, fixed, row_type, processors = self._compile(statement)
-        values = [params[name] if name in params else fixed[name] for name in names]
+        prepared = self.statements.get(statement)
+        values = [params[name] if name in params else prepared.fixed[name] for name in prepared.names]
         connection = self._connection()
         try:
-            raw = connection.execute(sql, values).fetchall()
+            raw = connection.execute(prepared.sql, values).fetchall()
         except sqlite3.Error as error:
             connection.close()
             raise StoreError(f"database {self.where}: {error}") from error
         self._idle.put(connection)
-        return [
-            row_type(*(value if p is None else p(value) for value, p in zip(row, processors, strict=True)))
-            for row in raw
-        ]
-
-    def _compile(self, statement: sa.Select[Any]) -> _Compiled:
-        compiled = self._compiled.get(statement)
-        if compiled is None:
-            with self._lock:
-                done = statement.compile(dialect=self.dialect)
-                names = tuple(done.positiontup or ())
-                columns = list(statement.selected_columns)
-                row_type = namedtuple("Row", [column.key for column in columns])  # type: ignore[misc]
-                processors = tuple(
-                    column.type.dialect_impl(self.dialect).result_processor(self.dialect, None)
-                    for column in columns
-                )
-                fixed = done.params  # the statement's own literal values (e.g. ``managed_by || ''``)
-                compiled = (done.string, names, fixed, row_type, processors)
-                self._compiled[statement] = compiled
-        return compiled
+        return prepared.rows(raw)
 
     def _connection(self) -> sqlite3.Connection:
         try:
@@ -93,3 +119,73 @@ class PointReader:
         except sqlite3.Error as error:
             raise StoreError(f"database {self.where}: {error}") from error
         return connection
+
+
+class AsyncPointReader:
+    """PostgreSQL: prebuilt SELECTs on up to ``size`` psycopg async connections in autocommit mode, for one
+    event loop. No pre-ping: a connection that broke while idle (a server restart) is replaced and the
+    read retried once. Closed with the database (:meth:`Database.dispose`)."""
+
+    def __init__(self, db: Database, size: int | None = None) -> None:
+        engine = db.read_engine
+        _args, params = engine.dialect.create_connect_args(engine.url)  # host, dbname, … and SA's adapters
+        self.connect_kwargs = {**params, **db.connect_args, "autocommit": True}
+        self.where = db.display_url
+        self.size = size or db.config.pool_size
+        self.statements = _Statements(engine.dialect)
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._open: set[psycopg.AsyncConnection[Any]] = set()
+        self._slots: asyncio.Semaphore | None = None
+        db.on_dispose(self.close)
+
+    @classmethod
+    def for_database(cls, db: Database) -> AsyncPointReader | None:
+        return None if db.is_sqlite else cls(db)
+
+    async def all(self, statement: sa.Select[Any], params: dict[str, Any]) -> list[Any]:
+        """The rows of ``statement`` (named tuples with the statement's column keys)."""
+        prepared = self.statements.get(statement)
+        values = {**prepared.fixed, **params}
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.size)
+        async with self._slots:
+            for attempt in (1, 2):
+                reused = bool(self._idle)
+                connection = self._idle.pop() if reused else await self._connect()
+                try:
+                    cursor = await connection.execute(prepared.sql, values)
+                    raw = await cursor.fetchall()
+                except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+                    self._discard(connection)
+                    if reused and attempt == 1:
+                        continue  # broke while idle: once more on a new connection
+                    raise StoreError(f"database {self.where}: {_first_line(error)}") from error
+                except BaseException:  # cancelled mid-statement, or a programming error: state unknown
+                    self._discard(connection)
+                    raise
+                self._idle.append(connection)
+                return prepared.rows(raw)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        """Close every connection (synchronously: also from outside the event loop, after it stopped)."""
+        for connection in list(self._open):
+            self._discard(connection)
+        self._idle.clear()
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        try:
+            connection = await psycopg.AsyncConnection.connect(**self.connect_kwargs)
+        except psycopg.Error as error:
+            raise StoreError(f"database {self.where}: {_first_line(error)}") from error
+        self._open.add(connection)
+        return connection
+
+    def _discard(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        self._open.discard(connection)
+        connection.pgconn.finish()  # no await: the socket is closed, the server ends the session
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -4,8 +4,10 @@ database is a StoreError, and PostgreSQL or an in-memory database gets no reader
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +16,7 @@ from syncd.api.scim.users import BY_ID, BY_USERNAME, BY_USERNAME_WITH_GROUPS
 from syncd.config.models import Database as DatabaseConfig
 from syncd.errors import StoreError
 from syncd.store.db import Database
-from syncd.store.point_reads import PointReader
+from syncd.store.point_reads import AsyncPointReader, PointReader
 from syncd.store.tables import Group, GroupMember, User
 
 T0 = datetime(2026, 3, 1, 12, 30, 45, 123456, tzinfo=UTC)
@@ -83,11 +85,69 @@ def test_the_readers_connections_are_read_only(db: Database) -> None:
         connection.execute("DELETE FROM users")
 
 
-def test_no_reader_for_postgresql_or_memory(db: Database, tmp_path: Path) -> None:
+def test_each_database_gets_its_own_kind_of_reader(db: Database, tmp_path: Path) -> None:
     if db.is_sqlite:
         memory = Database(DatabaseConfig(url="sqlite://"))
         assert PointReader.for_database(memory) is None
         memory.dispose()
-        assert PointReader.for_database(db) is not None
+        assert PointReader.for_database(db) is not None and AsyncPointReader.for_database(db) is None
     else:
-        assert PointReader.for_database(db) is None
+        assert PointReader.for_database(db) is None and AsyncPointReader.for_database(db) is not None
+
+
+# ---- PostgreSQL: AsyncPointReader --------------------------------------------------------------------------
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_async_rows_equal_the_engines_and_a_connection_broken_while_idle_is_replaced(db: Database) -> None:
+    store(db)
+    reader = AsyncPointReader.for_database(db)
+    assert reader is not None
+    cases = [
+        (BY_USERNAME_WITH_GROUPS, {"key": "ann.lee@x.com", "source": "okta"}),
+        (BY_USERNAME_WITH_GROUPS, {"key": "other", "source": "okta"}),
+        (BY_ID, {"id": "u1", "source": "okta"}),
+    ]
+    expected = []
+    for statement, params in cases:
+        with db.read_engine.connect() as conn:
+            expected.append([tuple(row) for row in conn.execute(statement, params)])
+
+    async def scenario() -> None:
+        for (statement, params), rows in zip(cases, expected, strict=True):
+            assert [tuple(row) for row in await reader.all(statement, params)] == rows
+        first = await reader.all(BY_ID, {"id": "u0", "source": "okta"})
+        assert first[0].updated_at == T0 and first[0].attributes["name"] == {"givenName": "Ä"}
+        (idle,) = reader._idle
+        pid = idle.info.backend_pid
+        with db.read_engine.connect() as conn:  # the server ends the idle session (as a restart would)
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        assert [tuple(row) for row in await reader.all(*cases[0])] == expected[0]  # retried on a new one
+        (replacement,) = reader._idle
+        assert replacement.info.backend_pid != pid and idle.closed
+
+    asyncio.run(scenario())
+    (connection,) = reader._open
+    db.dispose()
+    assert connection.closed and not reader._open
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_async_reader_parallel_reads_stay_within_its_size(db: Database) -> None:
+    store(db)
+    reader = AsyncPointReader(db, size=3)
+
+    async def scenario() -> list[list[Any]]:
+        params = {"key": "bob@x.com", "source": "okta"}
+        return await asyncio.gather(*(reader.all(BY_USERNAME_WITH_GROUPS, params) for _ in range(20)))
+
+    results = asyncio.run(scenario())
+    assert {len(rows) for rows in results} == {1} and len(reader._open) <= 3
+    reader.close()
+
+
+def test_async_reader_without_a_server_is_a_store_error(tmp_path: Path) -> None:
+    db = Database(DatabaseConfig(url="postgresql+psycopg://syncd@127.0.0.1:1/nowhere"))
+    reader = AsyncPointReader.for_database(db)
+    assert reader is not None
+    with pytest.raises(StoreError, match=r"database .*nowhere: "):
+        asyncio.run(reader.all(BY_ID, {"id": "u1", "source": "okta"}))
+    db.dispose()

@@ -16,7 +16,7 @@ from syncd.api.scim.batch import BatchWriter
 from syncd.api.scim.errors import PreconditionFailedError, UniquenessError
 from syncd.api.scim.resources import version
 from syncd.store.db import Database, translate_errors
-from syncd.store.point_reads import PointReader
+from syncd.store.point_reads import AsyncPointReader, PointReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ class Context:
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     batch: BatchWriter | None = None  # SQLite in the app: group commit (syncd.api.scim.batch)
     points: PointReader | None = None  # SQLite in the app: hot lookups on the driver's connection
+    async_points: AsyncPointReader | None = None  # PostgreSQL in the app: hot lookups on the event loop
 
     @property
     def dialect(self) -> str:

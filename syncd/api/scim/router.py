@@ -39,7 +39,7 @@ from syncd.api.scim.filters import compile_filter
 from syncd.api.scim.mappers import GroupMapper, UserMapper
 from syncd.config.models import Config
 from syncd.store.db import Database
-from syncd.store.point_reads import PointReader
+from syncd.store.point_reads import AsyncPointReader, PointReader
 
 MEDIA_TYPE = "application/scim+json"
 ACCEPTED = frozenset({"application/scim+json", "application/json"})
@@ -69,7 +69,13 @@ class _Api:
         self.clients = Clients(config)
         base = f"{config.org.base_url}/scim/v2"
         self.batch = BatchWriter(db) if db.is_sqlite else None  # group commit (docs/adr/0033)
-        self.ctx = Context(db, base, batch=self.batch, points=PointReader.for_database(db))
+        self.ctx = Context(
+            db,
+            base,
+            batch=self.batch,
+            points=PointReader.for_database(db),
+            async_points=AsyncPointReader.for_database(db),
+        )
         self.docs = discovery.build(base, config.api.max_body_bytes)
         self.max_body = config.api.max_body_bytes
         # SQLite point reads (by id, by userName) run on the event loop: in WAL mode a reader never waits
@@ -162,8 +168,11 @@ class _Api:
         async def collection(request: Request, client: Client) -> Response:
             if request.method == "GET":
                 wanted = _params(request)
-                if self.inline_point_reads and module is users and users.is_point_lookup(wanted):
-                    return scim_response(users.search(ctx, client, wanted))  # see __init__
+                if module is users and users.is_point_lookup(wanted):
+                    if self.inline_point_reads:
+                        return scim_response(users.search(ctx, client, wanted))  # see __init__
+                    if (found := await users.lookup(ctx, client, wanted)) is not None:
+                        return scim_response(found)  # PostgreSQL, on the event loop
                 return scim_response(await self.read(module.search, ctx, client, wanted))
             if request.method == "POST":
                 body = await self.read_json(request)

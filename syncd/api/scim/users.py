@@ -115,6 +115,17 @@ def search(ctx: Context, client: Client, query: Query, *, lenient: bool = False)
     return list_response(found, total, query)
 
 
+async def lookup(ctx: Context, client: Client, query: Query) -> dict[str, Any] | None:
+    """PostgreSQL: a ``userName eq`` lookup with groups awaited on the event loop (one round trip, see
+    syncd.store.point_reads); None when the query is not one (use :func:`search`)."""
+    proj = query.projection(USERS)
+    key = _username_lookup(query)
+    if ctx.async_points is None or key is None or not proj.wants("groups"):
+        return None
+    joined = await ctx.async_points.all(BY_USERNAME_WITH_GROUPS, {"key": key, "source": client.source})
+    return _username_result(ctx, joined, query, proj)
+
+
 def _by_username_with_groups(
     ctx: Context, client: Client, key: str, query: Query, proj: Projection
 ) -> dict[str, Any]:
@@ -124,6 +135,11 @@ def _by_username_with_groups(
     else:
         with ctx.read() as conn:
             joined = list(conn.execute(BY_USERNAME_WITH_GROUPS, params))
+    return _username_result(ctx, joined, query, proj)
+
+
+def _username_result(ctx: Context, joined: list[Any], query: Query, proj: Projection) -> dict[str, Any]:
+    """The list response of a ``userName eq`` lookup from its rows (one per group, or one with none)."""
     found_groups: dict[str, list[tuple[str, str]]] = {}
     by_id: dict[str, Any] = {}
     for row in joined:
