@@ -42,7 +42,7 @@ def load_user(session: Session, user_id: str, *, lock: bool = False) -> User:
 
 
 def state_of(session: Session, user: User) -> UserState:
-    return UserState(user.id, user.provisioned, users.device_states(session, [user.id]).get(user.id, {}))
+    return UserState(user.id, user.provisioned, users.device_states_of(session, user.id))
 
 
 def apply(session: Session, user: User, outcome: Outcome) -> None:

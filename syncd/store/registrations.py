@@ -77,7 +77,7 @@ def _aad(device_id: str) -> str:
 
 
 def _state(session: Session, user: User) -> UserState:
-    devices = users.device_states(session, [user.id]).get(user.id, {})
+    devices = users.device_states_of(session, user.id)
     return UserState(user.id, user.provisioned, devices)
 
 

@@ -283,7 +283,7 @@ def delete(session: Session, user: User, *, actor: str) -> None:
     live enrollment links revoked; audited."""
     if user.managed_by is not None:
         raise _managed(user, "the user", verb="remove")
-    devices = users.device_states(session, [user.id]).get(user.id, {})
+    devices = users.device_states_of(session, user.id)
     users.set_provisioned_status(session, user, False, devices, actor=actor, reason="deleted by an admin")
     users.soft_delete(user)
     invites.revoke(session, user.id)

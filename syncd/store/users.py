@@ -87,6 +87,14 @@ def _linked(session: Session, source: str, anchors: list[str] | None) -> list[Li
     return rows
 
 
+DEVICES_OF = sa.select(Device.id, Device.state).where(Device.user_id == sa.bindparam("user_id"))
+
+
+def device_states_of(session: Session, user_id: str) -> dict[str, DeviceState]:
+    """Device states of one user by device id (one prebuilt statement: the per-request paths)."""
+    return {device_id: state for device_id, state in session.execute(DEVICES_OF, {"user_id": user_id})}
+
+
 def device_states(session: Session, user_ids: Iterable[str]) -> dict[str, dict[str, DeviceState]]:
     """Device states of many users, keyed by user id then device id."""
     out: dict[str, dict[str, DeviceState]] = {}
