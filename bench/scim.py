@@ -10,6 +10,9 @@ Servers, all started before measuring and all holding the same users and groups 
 * ``bare``: a bare Starlette handler doing one indexed SQLite lookup / insert / update per request
   (bench/scim_bare.py), the practical ceiling of one Python process here.
 
+syncd and the bare handler run under the same uvicorn, which parses HTTP with httptools (a syncd
+dependency since ADR 0033's 2026-12-03 update; with h11 both are slower, the bare handler about twice).
+
 Operations: lookup ``GET /Users?filter=userName eq "…"``, create ``POST /Users``, PATCH deactivate,
 group member add (PATCH). Each is run for ``--duration`` seconds per server, servers alternating inside
 each round so drift hits all alike; the figures are the medians over ``--rounds``. ``write`` is the mean
