@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from syncd.api.scim.users import BY_ID, BY_USERNAME, BY_USERNAME_WITH_GROUPS
+from syncd.api.scim.users import BY_ID, BY_ID_WITH_GROUPS, BY_USERNAME, BY_USERNAME_WITH_GROUPS, GROUPS_OF_ONE
 from syncd.config.models import Database as DatabaseConfig
 from syncd.errors import StoreError
 from syncd.store.db import Database
@@ -51,6 +51,9 @@ def test_rows_equal_the_engines_for_the_scim_lookups(db: Database) -> None:
         (BY_USERNAME_WITH_GROUPS, {"key": "other", "source": "okta"}),  # another source's user: nothing
         (BY_USERNAME, {"key": "ann.lee@x.com", "source": "okta"}),
         (BY_ID, {"id": "u1", "source": "okta"}),
+        (BY_ID_WITH_GROUPS, {"id": "u0", "source": "okta"}),
+        (BY_ID_WITH_GROUPS, {"id": "u9", "source": "okta"}),  # hr's user: nothing
+        (GROUPS_OF_ONE, {"id": "u0", "source": "okta"}),
     ]
     for statement, params in cases:
         with db.read_engine.connect() as conn:
@@ -105,6 +108,7 @@ def test_async_rows_equal_the_engines_and_a_connection_broken_while_idle_is_repl
         (BY_USERNAME_WITH_GROUPS, {"key": "ann.lee@x.com", "source": "okta"}),
         (BY_USERNAME_WITH_GROUPS, {"key": "other", "source": "okta"}),
         (BY_ID, {"id": "u1", "source": "okta"}),
+        (BY_ID_WITH_GROUPS, {"id": "u0", "source": "okta"}),
     ]
     expected = []
     for statement, params in cases:

@@ -194,6 +194,8 @@ class _Api:
             if method == "GET":
                 if self.inline_point_reads:
                     result = module.get(ctx, client, object_id, proj)
+                elif module is users and (found := await users.get_async(ctx, client, object_id, proj)):
+                    result = found  # PostgreSQL, on the event loop
                 else:
                     result = await self.read(module.get, ctx, client, object_id, proj)
                 if request.headers.get("if-none-match") in (result[1], "*"):

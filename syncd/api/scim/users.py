@@ -56,23 +56,30 @@ def _groups_query(user_filter: sa.ColumnElement[bool]) -> sa.Select[Any]:
 
 GROUPS_OF = _groups_query(MEMBERS.c.user_id.in_(sa.bindparam("ids", expanding=True)))
 GROUPS_OF_ONE = _groups_query(MEMBERS.c.user_id == sa.bindparam("id"))  # no expanding IN to render
+
+
 # The IdPs' most frequent request, ``userName eq`` with the groups attribute: user and groups in one
 # statement (one row per group, or one with no group), half the statement overhead of two.
-BY_USERNAME_WITH_GROUPS = (
-    sa.select(*COLUMNS, GROUP_T.c.id.label("group_id"), GROUP_T.c.name.label("group_name"))
-    .select_from(
-        T.outerjoin(MEMBERS, MEMBERS.c.user_id == T.c.id).outerjoin(
-            GROUP_T,
-            sa.and_(
-                GROUP_T.c.id == MEMBERS.c.group_id,
-                GROUP_T.c.managed_by + "" == sa.bindparam("source"),  # see GROUPS_OF
-                GROUP_T.c.deleted_at.is_(None),
-            ),
+def _with_groups(user_filter: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    return (
+        sa.select(*COLUMNS, GROUP_T.c.id.label("group_id"), GROUP_T.c.name.label("group_name"))
+        .select_from(
+            T.outerjoin(MEMBERS, MEMBERS.c.user_id == T.c.id).outerjoin(
+                GROUP_T,
+                sa.and_(
+                    GROUP_T.c.id == MEMBERS.c.group_id,
+                    GROUP_T.c.managed_by + "" == sa.bindparam("source"),  # see GROUPS_OF
+                    GROUP_T.c.deleted_at.is_(None),
+                ),
+            )
         )
+        .where(user_filter, *VISIBLE)
+        .order_by(T.c.id, GROUP_T.c.name)
     )
-    .where(T.c.username_key == sa.bindparam("key"), *VISIBLE)
-    .order_by(T.c.id, GROUP_T.c.name)
-)
+
+
+BY_USERNAME_WITH_GROUPS = _with_groups(T.c.username_key == sa.bindparam("key"))
+BY_ID_WITH_GROUPS = _with_groups(T.c.id == sa.bindparam("id"))  # GET /Users/{id}, the same way
 Result = tuple[dict[str, Any], str]  # the rendered resource and its version
 
 
@@ -99,6 +106,9 @@ def _render(conn: Connection | Session, ctx: Context, client: Client, row: Any, 
 
 
 def get(ctx: Context, client: Client, user_id: str, proj: Projection) -> Result:
+    if ctx.points is not None and proj.wants("groups"):  # SQLite: on the driver's connection
+        joined = ctx.points.all(BY_ID_WITH_GROUPS, {"id": user_id, "source": client.source})
+        return _one_with_groups(ctx, joined, proj)
     with ctx.read() as conn:
         row = conn.execute(BY_ID, {"id": user_id, "source": client.source}).first()
         if row is None:
@@ -124,6 +134,22 @@ def search(ctx: Context, client: Client, query: Query, *, lenient: bool = False)
         groups = _groups_of(conn, client, [r.id for r in rows]) if proj.wants("groups") else {}
     found = [proj.apply(resources.render_user(r, ctx.base, groups.get(r.id))) for r in rows]
     return list_response(found, total, query)
+
+
+async def get_async(ctx: Context, client: Client, user_id: str, proj: Projection) -> Result | None:
+    """PostgreSQL: GET /Users/{id} awaited on the event loop (see :func:`lookup`); None unless it can be."""
+    if ctx.async_points is None or not proj.wants("groups"):
+        return None
+    joined = await ctx.async_points.all(BY_ID_WITH_GROUPS, {"id": user_id, "source": client.source})
+    return _one_with_groups(ctx, joined, proj)
+
+
+def _one_with_groups(ctx: Context, joined: list[Any], proj: Projection) -> Result:
+    if not joined:
+        raise ResourceNotFoundError("User not found")
+    row = joined[0]
+    groups = [(r.group_id, r.group_name) for r in joined if r.group_id is not None]
+    return proj.apply(resources.render_user(row, ctx.base, groups)), resources.version(row.updated_at)
 
 
 async def lookup(ctx: Context, client: Client, query: Query) -> dict[str, Any] | None:
