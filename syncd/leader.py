@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from syncd.errors import AlreadyRunningError, NotLeaderError, StoreError
-from syncd.store.db import Database
+from syncd.store.db import Database, first_line
 
 log = logging.getLogger("syncd.leader")
 
@@ -136,7 +136,7 @@ class PostgresLeader(Leadership):
                 now = await asyncio.to_thread(self._step)
             except (psycopg.Error, OSError) as error:
                 now = False
-                self._drop(f"leader connection failed: {_first_line(error)}")
+                self._drop(f"leader connection failed: {first_line(error)}")
             if now != was:
                 self._leader = now
                 log.info("leadership changed", extra={"role": self.role})
@@ -246,8 +246,3 @@ def for_database(db: Database, *, poll: float = 5.0) -> Leadership:
     if not database or database == ":memory:":
         return Leadership()
     return SqliteSingleInstance(Path(database))
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

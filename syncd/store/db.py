@@ -207,10 +207,11 @@ def translate_errors(where: str) -> Iterator[None]:
     try:
         yield
     except (exc.OperationalError, exc.InterfaceError) as error:
-        raise StoreError(f"database {where}: {_first_line(error.orig)}") from error
+        raise StoreError(f"database {where}: {first_line(error.orig)}") from error
 
 
-def _first_line(error: BaseException | None) -> str:
+def first_line(error: BaseException | None) -> str:
+    """An error's first line, for messages (drivers append context lines and SQL)."""
     text = str(error) if error is not None else "unknown error"
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 

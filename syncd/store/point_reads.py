@@ -30,7 +30,7 @@ import psycopg
 import sqlalchemy as sa
 
 from syncd.errors import StoreError
-from syncd.store.db import Database
+from syncd.store.db import Database, first_line
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,7 @@ class PointReader:
             raw = connection.execute(prepared.sql, values).fetchall()
         except sqlite3.Error as error:
             connection.close()
-            raise StoreError(f"database {self.where}: {error}") from error
+            raise StoreError(f"database {self.where}: {first_line(error)}") from error
         self._idle.put(connection)
         return prepared.rows(raw)
 
@@ -117,7 +117,7 @@ class PointReader:
             )
             connection.execute("PRAGMA query_only=ON")
         except sqlite3.Error as error:
-            raise StoreError(f"database {self.where}: {error}") from error
+            raise StoreError(f"database {self.where}: {first_line(error)}") from error
         return connection
 
 
@@ -159,7 +159,7 @@ class AsyncPointReader:
                     self._discard(connection)
                     if reused and attempt == 1:
                         continue  # broke while idle: once more on a new connection
-                    raise StoreError(f"database {self.where}: {_first_line(error)}") from error
+                    raise StoreError(f"database {self.where}: {first_line(error)}") from error
                 except BaseException:  # cancelled mid-statement, or a programming error: state unknown
                     self._discard(connection)
                     raise
@@ -177,15 +177,10 @@ class AsyncPointReader:
         try:
             connection = await psycopg.AsyncConnection.connect(**self.connect_kwargs)
         except psycopg.Error as error:
-            raise StoreError(f"database {self.where}: {_first_line(error)}") from error
+            raise StoreError(f"database {self.where}: {first_line(error)}") from error
         self._open.add(connection)
         return connection
 
     def _discard(self, connection: psycopg.AsyncConnection[Any]) -> None:
         self._open.discard(connection)
         connection.pgconn.finish()  # no await: the socket is closed, the server ends the session
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

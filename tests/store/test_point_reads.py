@@ -40,22 +40,25 @@ def store(db: Database) -> None:
         session.add_all([GroupMember(group_id=f"g{j}", user_id="u0", managed_by="okta") for j in range(3)])
 
 
+# The statements the SCIM app runs on the readers, with parameters that find rows, groups, or nothing.
+CASES = [
+    (BY_USERNAME_WITH_GROUPS, {"key": "ann.lee@x.com", "source": "okta"}),
+    (BY_USERNAME_WITH_GROUPS, {"key": "bob@x.com", "source": "okta"}),
+    (BY_USERNAME_WITH_GROUPS, {"key": "other", "source": "okta"}),  # another source's user: nothing
+    (BY_USERNAME, {"key": "ann.lee@x.com", "source": "okta"}),
+    (BY_ID, {"id": "u1", "source": "okta"}),
+    (BY_ID_WITH_GROUPS, {"id": "u0", "source": "okta"}),
+    (BY_ID_WITH_GROUPS, {"id": "u9", "source": "okta"}),  # hr's user: nothing
+    (GROUPS_OF_ONE, {"id": "u0", "source": "okta"}),
+]
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_rows_equal_the_engines_for_the_scim_lookups(db: Database) -> None:
     store(db)
     reader = PointReader.for_database(db)
     assert reader is not None
-    cases = [
-        (BY_USERNAME_WITH_GROUPS, {"key": "ann.lee@x.com", "source": "okta"}),
-        (BY_USERNAME_WITH_GROUPS, {"key": "bob@x.com", "source": "okta"}),
-        (BY_USERNAME_WITH_GROUPS, {"key": "other", "source": "okta"}),  # another source's user: nothing
-        (BY_USERNAME, {"key": "ann.lee@x.com", "source": "okta"}),
-        (BY_ID, {"id": "u1", "source": "okta"}),
-        (BY_ID_WITH_GROUPS, {"id": "u0", "source": "okta"}),
-        (BY_ID_WITH_GROUPS, {"id": "u9", "source": "okta"}),  # hr's user: nothing
-        (GROUPS_OF_ONE, {"id": "u0", "source": "okta"}),
-    ]
-    for statement, params in cases:
+    for statement, params in CASES:
         with db.read_engine.connect() as conn:
             expected = [tuple(row) for row in conn.execute(statement, params)]
         got = reader.all(statement, params)
@@ -104,12 +107,7 @@ def test_async_rows_equal_the_engines_and_a_connection_broken_while_idle_is_repl
     store(db)
     reader = AsyncPointReader.for_database(db)
     assert reader is not None
-    cases = [
-        (BY_USERNAME_WITH_GROUPS, {"key": "ann.lee@x.com", "source": "okta"}),
-        (BY_USERNAME_WITH_GROUPS, {"key": "other", "source": "okta"}),
-        (BY_ID, {"id": "u1", "source": "okta"}),
-        (BY_ID_WITH_GROUPS, {"id": "u0", "source": "okta"}),
-    ]
+    cases = CASES
     expected = []
     for statement, params in cases:
         with db.read_engine.connect() as conn:

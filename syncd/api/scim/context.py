@@ -4,9 +4,8 @@ turn constraint races into SCIM errors; ETag preconditions."""
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, exc
@@ -23,10 +22,9 @@ from syncd.store.point_reads import AsyncPointReader, PointReader
 class Context:
     db: Database
     base: str  # e.g. https://mfa.example.com/scim/v2 (from org.base_url, never from the Host header)
-    # SQLite has one writer at a time; threads of this process queue here, on a mutex, rather than in
-    # SQLite's busy handler, which polls with sleeps of up to 100 ms (seconds of p99 under 20 writers).
-    write_lock: threading.Lock = field(default_factory=threading.Lock)
-    batch: BatchWriter | None = None  # SQLite in the app: group commit (syncd.api.scim.batch)
+    # SQLite in the app: every write on the one writer thread, group-committed (syncd.api.scim.batch),
+    # rather than threads waiting in SQLite's busy handler (sleeps of up to 100 ms: seconds of p99).
+    batch: BatchWriter | None = None
     points: PointReader | None = None  # SQLite in the app: hot lookups on the driver's connection
     async_points: AsyncPointReader | None = None  # PostgreSQL in the app: hot lookups on the event loop
 
@@ -43,23 +41,12 @@ class Context:
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
         """A unit of work; a unique-index race (two clients creating one userName) is a 409."""
-        if self.batch is not None:
-            unit = self.batch.session()
-        elif self.db.is_sqlite:
-            unit = _locked(self.write_lock, self.db)
-        else:
-            unit = self.db.write()
+        unit = self.batch.session() if self.batch is not None else self.db.write()
         try:
             with unit as session:
                 yield session
         except exc.IntegrityError:
             raise UniquenessError("the value is already in use (a concurrent request created it)") from None
-
-
-@contextlib.contextmanager
-def _locked(lock: threading.Lock, db: Database) -> Iterator[Session]:
-    with lock, db.write() as session:
-        yield session
 
 
 def check_version(updated_at: datetime, if_match: str | None) -> None:

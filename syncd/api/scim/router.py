@@ -86,19 +86,15 @@ class _Api:
         # beyond that SQLAlchemy opens an overflow connection per request and closes it after (a backend
         # start each time). SQLite: reads share anyio's default pool; writes go to the one writer thread
         # of self.batch (SQLite allows one writer), group-committed (docs/adr/0033).
-        if db.is_sqlite:
-            self.reads: CapacityLimiter | None = None
-        else:
-            self.reads = CapacityLimiter(db.config.pool_size)
-        self.writes = self.reads
+        self.limiter = None if db.is_sqlite else CapacityLimiter(db.config.pool_size)
 
     async def read(self, func: Callable[..., T], *args: Any) -> T:
-        return await to_thread.run_sync(functools.partial(func, *args), limiter=self.reads)
+        return await to_thread.run_sync(functools.partial(func, *args), limiter=self.limiter)
 
     async def write(self, func: Callable[..., T], *args: Any) -> T:
         if self.batch is not None:
             return await self.batch.run(functools.partial(func, *args))
-        return await to_thread.run_sync(functools.partial(func, *args), limiter=self.writes)
+        return await to_thread.run_sync(functools.partial(func, *args), limiter=self.limiter)
 
     def app(self) -> Starlette:
         docs = self.docs

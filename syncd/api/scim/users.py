@@ -102,6 +102,10 @@ def _render(conn: Connection | Session, ctx: Context, client: Client, row: Any, 
     if proj.wants("groups"):
         found = conn.execute(GROUPS_OF_ONE, {"id": row.id, "source": client.source})
         groups = [(group_id, name) for _user_id, group_id, name in found]
+    return _result(ctx, row, groups, proj)
+
+
+def _result(ctx: Context, row: Any, groups: list[tuple[str, str]] | None, proj: Projection) -> Result:
     return proj.apply(resources.render_user(row, ctx.base, groups)), resources.version(row.updated_at)
 
 
@@ -147,9 +151,8 @@ async def get_async(ctx: Context, client: Client, user_id: str, proj: Projection
 def _one_with_groups(ctx: Context, joined: list[Any], proj: Projection) -> Result:
     if not joined:
         raise ResourceNotFoundError("User not found")
-    row = joined[0]
     groups = [(r.group_id, r.group_name) for r in joined if r.group_id is not None]
-    return proj.apply(resources.render_user(row, ctx.base, groups)), resources.version(row.updated_at)
+    return _result(ctx, joined[0], groups, proj)
 
 
 async def lookup(ctx: Context, client: Client, query: Query) -> dict[str, Any] | None:
