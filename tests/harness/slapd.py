@@ -305,7 +305,9 @@ userPassword: {ssha(LIMITED_PASSWORD)}
             d.mkdir(parents=True, exist_ok=True)
         if not any(self.config_dir.iterdir()):
             self._slapadd(self._config_ldif(), "-n", "0", "-F", str(self.config_dir))
-            self._slapadd(self._base_ldif(), "-q", "-w", "-F", str(self.config_dir), "-b", SUFFIX)
+            # Not in quick mode (-q: appends to LMDB without checks): five entries gain nothing from it, and
+            # one clean-clone run failed here with MDB_KEYEXIST on the fifth (2026-12-03).
+            self._slapadd(self._base_ldif(), "-w", "-F", str(self.config_dir), "-b", SUFFIX)
         self._initialized = True
 
     def load_ldif(self, ldif: str | os.PathLike[str]) -> None:
