@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from anyio import to_thread
 from fastapi import FastAPI, Request
@@ -83,7 +84,10 @@ class App(FastAPI):
 
     scim_factory: Callable[[], ASGIApp] | None = None
     _scim: ASGIApp | None = None
-    _scim_lock = threading.Lock()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._scim_lock = threading.Lock()  # one per app: apps build their SCIM apps independently
 
     def scim_app(self) -> ASGIApp | None:
         """The SCIM app (with the security headers), built once; blocking the first time."""
