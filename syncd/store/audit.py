@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from syncd.domain.lifecycle import AuditEvent
 from syncd.store.bulk import insert_rows
+from syncd.store.prepared import DriverWork
 from syncd.store.tables import AuditRecord, utcnow
 
 
@@ -27,6 +29,30 @@ def record(session: Session, event: AuditEvent, details: dict[str, Any] | None =
             run_id=event.run_id,
             details=details,
         )
+    )
+
+
+INSERT = sa.insert(AuditRecord.__table__).values(  # type: ignore[arg-type]
+    {name: sa.bindparam(name) for name in ("at", "actor", "action", "target_type", "target_id", "old", "new")}
+    | {name: sa.bindparam(name) for name in ("reason", "run_id")}
+)
+
+
+def record_row(work: DriverWork, event: AuditEvent, at: datetime) -> None:
+    """:func:`record` for units of work of prepared statements (the hot SCIM writes)."""
+    work.run(
+        INSERT,
+        {
+            "at": at,
+            "actor": event.actor,
+            "action": event.action,
+            "target_type": event.target_type,
+            "target_id": event.target_id,
+            "old": event.old,
+            "new": event.new,
+            "reason": event.reason,
+            "run_id": event.run_id,
+        },
     )
 
 

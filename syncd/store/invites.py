@@ -218,6 +218,12 @@ def queue_reminders(
     return queued
 
 
+def wanted(session: Session, source: str) -> bool:
+    """Whether new users of ``source`` are invited (:func:`after_user_created` has work to do)."""
+    settings = enrollment.of(session)
+    return settings is not None and source in settings.invite_sources
+
+
 def after_user_created(
     session: Session, user: User, *, source: str, actor: str, run_id: str | None
 ) -> Issued | Skipped | None:

@@ -3,9 +3,8 @@
 A SCIM ``userName eq`` lookup is one indexed statement. Through a SQLAlchemy connection it also pays a
 pool checkout, an execution context and result wrapping (on SQLite most of the request's own work), and on
 PostgreSQL a pre-ping, ``BEGIN`` and the rollback on return (four round trips for one) from a thread-pool
-thread. The readers here run a statement that SQLAlchemy compiled once, in autocommit mode (one statement,
-one implicit transaction), and apply the columns' own SQLAlchemy result processors, so rows are what the
-engine would return (timestamps UTC-aware, JSON decoded, booleans):
+thread. The readers here run a statement compiled once (``syncd.store.prepared``) in autocommit mode (one
+statement, one implicit transaction), rows through the columns' own result processors:
 
 * :class:`PointReader` (SQLite): plain ``sqlite3`` connections, read-only; in WAL mode a reader never
   waits for a writer, so the SCIM app calls it on the event loop.
@@ -20,10 +19,6 @@ from __future__ import annotations
 import asyncio
 import queue
 import sqlite3
-import threading
-from collections import namedtuple
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -31,49 +26,7 @@ import sqlalchemy as sa
 
 from syncd.errors import StoreError
 from syncd.store.db import Database, first_line
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    sql: str
-    names: tuple[str, ...]  # the positional parameters' order (SQLite's qmark style)
-    fixed: dict[str, Any]  # the statement's own literal values (e.g. ``managed_by || ''``)
-    row_type: Callable[..., Any]
-    processors: tuple[Callable[[Any], Any] | None, ...]
-
-    def rows(self, raw: Sequence[Sequence[Any]]) -> list[Any]:
-        return [
-            self.row_type(*(v if p is None else p(v) for v, p in zip(row, self.processors, strict=True)))
-            for row in raw
-        ]
-
-
-class _Statements:
-    """Statements compiled once for one dialect."""
-
-    def __init__(self, dialect: sa.Dialect) -> None:
-        self.dialect = dialect
-        self._prepared: dict[sa.Select[Any], _Prepared] = {}
-        self._lock = threading.Lock()
-
-    def get(self, statement: sa.Select[Any]) -> _Prepared:
-        prepared = self._prepared.get(statement)
-        if prepared is None:
-            with self._lock:
-                done = statement.compile(dialect=self.dialect)
-                columns = list(statement.selected_columns)
-                prepared = _Prepared(
-                    sql=done.string,
-                    names=tuple(done.positiontup or ()),
-                    fixed=done.params,
-                    row_type=namedtuple("Row", [column.key for column in columns]),  # type: ignore[misc]
-                    processors=tuple(
-                        column.type.dialect_impl(self.dialect).result_processor(self.dialect, None)
-                        for column in columns
-                    ),
-                )
-                self._prepared[statement] = prepared
-        return prepared
+from syncd.store.prepared import statements_for
 
 
 class PointReader:
@@ -83,7 +36,7 @@ class PointReader:
         self.path = str(db.url.database)
         self.where = db.display_url
         self.timeout = db.config.busy_timeout_ms / 1000
-        self.statements = _Statements(db.read_engine.dialect)
+        self.statements = statements_for(db.read_engine.dialect)
         self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
 
     @classmethod
@@ -96,7 +49,7 @@ class PointReader:
     def all(self, statement: sa.Select[Any], params: dict[str, Any]) -> list[Any]:
         """The rows of ``statement`` (named tuples with the statement's column keys)."""
         prepared = self.statements.get(statement)
-        values = [params[name] if name in params else prepared.fixed[name] for name in prepared.names]
+        values = prepared.values(params)
         connection = self._connection()
         try:
             raw = connection.execute(prepared.sql, values).fetchall()
@@ -132,7 +85,7 @@ class AsyncPointReader:
         self.connect_kwargs = {**params, **db.connect_args, "autocommit": True}
         self.where = db.display_url
         self.size = size or db.config.pool_size
-        self.statements = _Statements(engine.dialect)
+        self.statements = statements_for(engine.dialect)
         self._idle: list[psycopg.AsyncConnection[Any]] = []
         self._open: set[psycopg.AsyncConnection[Any]] = set()
         self._slots: asyncio.Semaphore | None = None
@@ -145,7 +98,7 @@ class AsyncPointReader:
     async def all(self, statement: sa.Select[Any], params: dict[str, Any]) -> list[Any]:
         """The rows of ``statement`` (named tuples with the statement's column keys)."""
         prepared = self.statements.get(statement)
-        values = {**prepared.fixed, **params}
+        values = prepared.values(params)
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.size)
         async with self._slots:

@@ -1,6 +1,7 @@
 """Group commit for SCIM writes on SQLite (docs/adr/0033): one thread runs every write of the SCIM app;
 the writes that queue while it works share one transaction, each in its own SAVEPOINT, and are answered
-after the one COMMIT.
+after the one COMMIT. A write is an ORM unit of work (:meth:`BatchWriter.session`) or prepared statements
+on the driver's connection (:meth:`BatchWriter.driver`, the hot IdP writes).
 
 SQLite has one writer at a time. Run as a thread-pool task each, writes queue on a lock and hand over to
 the event loop and back between every two of them; the thread here takes the next write as soon as the
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from syncd.store.db import Database, translate_errors
+from syncd.store.prepared import DriverWork, Statements
 
 T = TypeVar("T")
 _Item = tuple[Callable[[], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
@@ -60,8 +62,30 @@ class BatchWriter:
             with self.db.write() as session:
                 yield session
             return
+        batch.expunge_all()  # no object loaded by an earlier write: prepared statements may have changed it
         with translate_errors(self.db.display_url), batch.begin_nested():
             yield batch
+
+    @contextlib.contextmanager
+    def driver(self, statements: Statements) -> Iterator[DriverWork]:
+        """Like :meth:`session`, for writes made of prepared statements (syncd.store.prepared): on the writer
+        thread, in the batch's transaction and a SAVEPOINT of their own, issued on the driver's connection
+        (SQLAlchemy's nested transaction costs more than a hot write's statements)."""
+        batch: Session | None = getattr(self._local, "session", None)
+        if batch is None:
+            with self.db.write() as session:
+                yield DriverWork(session, statements)
+            return
+        with translate_errors(self.db.display_url):
+            work = DriverWork(batch, statements)
+            work.execute_text("SAVEPOINT scim_write")
+            try:
+                yield work
+            except BaseException:
+                work.execute_text("ROLLBACK TO SAVEPOINT scim_write")
+                work.execute_text("RELEASE SAVEPOINT scim_write")
+                raise
+            work.execute_text("RELEASE SAVEPOINT scim_write")
 
     @property
     def running(self) -> bool:

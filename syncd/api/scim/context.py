@@ -16,6 +16,7 @@ from syncd.api.scim.errors import PreconditionFailedError, UniquenessError
 from syncd.api.scim.resources import version
 from syncd.store.db import Database, translate_errors
 from syncd.store.point_reads import AsyncPointReader, PointReader
+from syncd.store.prepared import DriverWork, statements_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +43,27 @@ class Context:
     def write(self) -> Iterator[Session]:
         """A unit of work; a unique-index race (two clients creating one userName) is a 409."""
         unit = self.batch.session() if self.batch is not None else self.db.write()
-        try:
-            with unit as session:
-                yield session
-        except exc.IntegrityError:
-            raise UniquenessError("the value is already in use (a concurrent request created it)") from None
+        with _unique(), unit as session:
+            yield session
+
+    @contextlib.contextmanager
+    def driver(self) -> Iterator[DriverWork]:
+        """A unit of work of prepared statements (syncd.store.prepared): the hot writes. As :meth:`write`."""
+        statements = statements_for(self.db.write_engine.dialect)
+        if self.batch is not None:
+            with _unique(), self.batch.driver(statements) as work:
+                yield work
+            return
+        with _unique(), self.db.write() as session:
+            yield DriverWork(session, statements)
+
+
+@contextlib.contextmanager
+def _unique() -> Iterator[None]:
+    try:
+        yield
+    except exc.IntegrityError:
+        raise UniquenessError("the value is already in use (a concurrent request created it)") from None
 
 
 def check_version(updated_at: datetime, if_match: str | None) -> None:

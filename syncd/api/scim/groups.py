@@ -24,7 +24,8 @@ from syncd.api.scim.mappers import GroupMapper
 from syncd.api.scim.query import Query, list_response, page
 from syncd.api.scim.resources import Member, Projection
 from syncd.domain.lifecycle import AuditEvent
-from syncd.store import audit, groups, links
+from syncd.store import audit, links
+from syncd.store.prepared import DriverWork
 from syncd.store.tables import Group, GroupMember, GroupNesting, User, utcnow
 
 T, USERS_T, MEMBERS, NESTING = Group.__table__, User.__table__, GroupMember.__table__, GroupNesting.__table__
@@ -121,8 +122,7 @@ def create(ctx: Context, client: Client, body: Any, proj: Projection) -> Result:
             client.actor, "group.created", "group", group.id, None, name, "created by SCIM client"
         )
         audit.record(session, event)
-        _add(session, client, group, members or [])
-        session.flush()
+        _add(DriverWork(session), client, group.id, members or [])
         return _render(session, ctx, client, group, proj)
 
 
@@ -162,21 +162,42 @@ def replace(
         group = _locked(session, client, group_id, if_match)
         _rename(session, client, group, name)
         group.attributes = attributes
-        _clear(session, client, group)
-        _add(session, client, group, members or [])
+        work = DriverWork(session)
+        _clear(work, client, group.id)
+        _add(work, client, group.id, members or [])
         group.updated_at = utcnow()
         session.flush()
         return _render(session, ctx, client, group, proj)
 
 
+GROUP_ROW = sa.select(T.c.id, T.c.updated_at).where(T.c.id == sa.bindparam("id")).with_for_update()
+GROUP_ROW = GROUP_ROW.where(T.c.managed_by == sa.bindparam("source"), T.c.deleted_at.is_(None))
+TOUCH = sa.update(Group).where(Group.id == sa.bindparam("group_id")).values(updated_at=sa.bindparam("now"))
+
+
 def modify(
     ctx: Context, client: Client, group_id: str, ops: list[patch.Operation], if_match: str | None
 ) -> None:
+    try:
+        parts = [(member_op, rest, _plain(member_op)) for member_op, rest in map(_member_part, ops)]
+    except InvalidValueError:
+        parts = None  # said after the group's lookup (a 404 comes first), below
+    if parts is not None and all(rest is None and plain is not None for _op, rest, plain in parts):
+        # The IdPs' member pushes (add / remove by id): prepared statements only (docs/adr/0033)
+        with ctx.driver() as work:
+            found = work.all(GROUP_ROW, {"id": group_id, "source": client.source})
+            if not found:
+                raise ResourceNotFoundError("Group not found")
+            check_version(found[0].updated_at, if_match)
+            for member_op, _rest, plain in parts:
+                assert member_op is not None and plain is not None
+                _apply_plain(work, client, group_id, member_op.op, plain)
+            work.run(TOUCH, {"group_id": group_id, "now": utcnow()})
+        return
     with ctx.write() as session:
         group = _locked(session, client, group_id, if_match)
         others: list[patch.Operation] = []
-        for operation in ops:
-            member_op, rest = _member_part(operation)
+        for member_op, rest in map(_member_part, ops):
             if member_op is not None:
                 _member_op(session, client, group, member_op)
             if rest is not None:
@@ -220,31 +241,45 @@ def _member_part(operation: patch.Operation) -> tuple[patch.Operation | None, pa
     return None, operation
 
 
-def _member_op(session: Session, client: Client, group: Group, operation: patch.Operation) -> None:
-    assert operation.path is not None
+def _plain(operation: patch.Operation | None) -> list[Any] | None:
+    """The values of a members operation on the whole attribute (no filter, no sub-attribute), else None."""
+    if operation is None or operation.path is None:
+        return None
     where = patch.target(GROUPS, operation.path)
     if where.resolved is None or where.resolved.attr.name != "members":
         raise InvalidValueError("invalid members path")
-    if where.filter is None and where.sub is None:
-        values = [] if operation.value is None else operation.value
-        values = values if isinstance(values, list) else [values]
-        if operation.op == "add":
-            _add(session, client, group, values)
-        elif operation.op == "replace":
-            _clear(session, client, group)
-            _add(session, client, group, values)
-        elif values:  # remove only the listed members (Entra legacy, authentik)
-            _remove(session, client, group, _ids(values))
-        else:
-            _clear(session, client, group)
+    if where.filter is not None or where.sub is not None:
+        return None
+    values = [] if operation.value is None else operation.value
+    return values if isinstance(values, list) else [values]
+
+
+def _apply_plain(work: DriverWork, client: Client, group_id: str, op: str, values: list[Any]) -> None:
+    if op == "add":
+        _add(work, client, group_id, values)
+    elif op == "replace":
+        _clear(work, client, group_id)
+        _add(work, client, group_id, values)
+    elif values:  # remove only the listed members (Entra legacy, authentik)
+        _remove(work, client, group_id, _ids(values))
+    else:
+        _clear(work, client, group_id)
+
+
+def _member_op(session: Session, client: Client, group: Group, operation: patch.Operation) -> None:
+    values = _plain(operation)
+    if values is not None:
+        _apply_plain(DriverWork(session), client, group.id, operation.op, values)
         return
+    assert operation.path is not None
+    where = patch.target(GROUPS, operation.path)
     if operation.op != "remove" or where.sub is not None:
         return  # add/replace through a members filter, or of display/type: nothing syncd stores
     current = _members_of(session, client, [group.id]).get(group.id, [])
     matched = [
         m.id for m in current if patch.matches(where, {"value": m.id, "type": m.type, "display": m.display})
     ]
-    _remove(session, client, group, matched)
+    _remove(DriverWork(session), client, group.id, matched)
 
 
 def _values(values: Iterable[Any]) -> dict[str, str | None]:
@@ -266,64 +301,87 @@ def _ids(values: Iterable[Any]) -> list[str]:
     return list(_values(values))
 
 
-def _add(session: Session, client: Client, group: Group, values: list[Any]) -> None:
+# Membership changes as prepared statements (syncd.store.prepared): one indexed statement per member, on
+# the hot path and inside the ORM's units of work alike (DriverWork flushes the session first).
+LIVE_USER = sa.select(USERS_T.c.id).where(USERS_T.c.id == sa.bindparam("id"), USERS_T.c.deleted_at.is_(None))
+LIVE_USER = LIVE_USER.where(USERS_T.c.managed_by == sa.bindparam("source"))
+LIVE_GROUP = sa.select(T.c.id).where(T.c.id == sa.bindparam("id"), T.c.deleted_at.is_(None))
+LIVE_GROUP = LIVE_GROUP.where(T.c.managed_by == sa.bindparam("source"))
+OWN_USER = sa.select(USERS_T.c.id).where(USERS_T.c.id == sa.bindparam("id"))
+OWN_USER = OWN_USER.where(USERS_T.c.managed_by == sa.bindparam("source"))
+OWN_GROUP = sa.select(T.c.id).where(T.c.id == sa.bindparam("id"), T.c.managed_by == sa.bindparam("source"))
+_EDGES: dict[str, tuple[Any, Any, Any]] = {  # member kind: (table, parent column, child column)
+    "user": (GroupMember, GroupMember.group_id, GroupMember.user_id),
+    "group": (GroupNesting, GroupNesting.parent_id, GroupNesting.child_id),
+}
+EXISTS = {
+    kind: sa.select(child).where(parent == sa.bindparam("group_id"), child == sa.bindparam("member_id"))
+    for kind, (_table, parent, child) in _EDGES.items()
+}
+INSERT = {
+    kind: sa.insert(table).values(
+        {
+            parent.key: sa.bindparam("group_id"),
+            child.key: sa.bindparam("member_id"),
+            "managed_by": sa.bindparam("source"),
+            "display": sa.bindparam("display"),
+        }
+    )
+    for kind, (table, parent, child) in _EDGES.items()
+}
+SET_DISPLAY = {
+    kind: sa.update(table)
+    .where(parent == sa.bindparam("group_id"), child == sa.bindparam("member_id"))
+    .values(display=sa.bindparam("display"))
+    for kind, (table, parent, child) in _EDGES.items()
+}
+DROP = {
+    kind: sa.delete(table).where(parent == sa.bindparam("group_id"), child == sa.bindparam("member_id"))
+    for kind, (table, parent, child) in _EDGES.items()
+}
+
+
+def _add(work: DriverWork, client: Client, group_id: str, values: list[Any]) -> None:
     wanted = _values(values)
-    ids = set(wanted)
-    if not ids:
-        return
-    if group.id in ids:
+    if group_id in wanted:
         raise InvalidValueError("a group can't be a member of itself")
-    live_users = sa.select(User.id).where(
-        User.id.in_(ids), User.managed_by == client.source, User.deleted_at.is_(None)
-    )
-    user_ids = set(session.scalars(live_users))
-    others = ids - user_ids
-    group_ids = set()
-    if others:
-        group_ids = set(session.scalars(sa.select(Group.id).where(Group.id.in_(others), *_visible(client))))
-    unknown = ids - user_ids - group_ids
+    kinds: dict[str, str] = {}
+    for member_id in wanted:
+        member = {"id": member_id, "source": client.source}
+        if work.all(LIVE_USER, member):
+            kinds[member_id] = "user"
+        elif work.all(LIVE_GROUP, member):
+            kinds[member_id] = "group"
+    unknown = len(wanted) - len(kinds)
     if unknown:
-        raise InvalidValueError(f"{len(unknown)} member(s) are not Users or Groups of this client")
-    displays = {k: v for k, v in wanted.items() if v is not None}
-    for existing in groups.add_members(session, group.id, user_ids, client.source, displays):
-        if existing in displays:
-            session.execute(
-                sa.update(GroupMember)
-                .where(GroupMember.group_id == group.id, GroupMember.user_id == existing)
-                .values(display=displays[existing])
-            )
-    for existing in groups.add_children(session, group.id, group_ids, client.source, displays):
-        if existing in displays:
-            session.execute(
-                sa.update(GroupNesting)
-                .where(GroupNesting.parent_id == group.id, GroupNesting.child_id == existing)
-                .values(display=displays[existing])
-            )
-    group.updated_at = utcnow()
+        raise InvalidValueError(f"{unknown} member(s) are not Users or Groups of this client")
+    for member_id in sorted(wanted):  # the order store.groups inserts in
+        kind, display = kinds[member_id], wanted[member_id]
+        edge = {"group_id": group_id, "member_id": member_id, "display": display, "source": client.source}
+        if not work.all(EXISTS[kind], edge):
+            work.run(INSERT[kind], edge)
+        elif display is not None:  # an existing membership keeps its display unless a new one is sent
+            work.run(SET_DISPLAY[kind], edge)
 
 
-def _remove(session: Session, client: Client, group: Group, ids: list[str]) -> None:
-    if not ids:
-        return
-    own_users = sa.select(User.id).where(User.id.in_(ids), User.managed_by == client.source)
-    own_groups = sa.select(Group.id).where(Group.id.in_(ids), Group.managed_by == client.source)
-    groups.remove_members(session, group.id, session.scalars(own_users).all())
-    groups.remove_children(session, group.id, session.scalars(own_groups).all())
-    group.updated_at = utcnow()
+def _remove(work: DriverWork, client: Client, group_id: str, ids: list[str]) -> None:
+    for member_id in dict.fromkeys(ids):
+        params = {"id": member_id, "source": client.source, "group_id": group_id, "member_id": member_id}
+        if work.all(OWN_USER, params):
+            work.run(DROP["user"], params)
+        if work.all(OWN_GROUP, params):
+            work.run(DROP["group"], params)
 
 
-def _clear(session: Session, client: Client, group: Group) -> None:
-    own_users = sa.select(User.id).where(User.managed_by == client.source)
-    own_groups = sa.select(Group.id).where(Group.managed_by == client.source)
-    no_sync = {"synchronize_session": False}
-    session.execute(
-        sa.delete(GroupMember).where(GroupMember.group_id == group.id, GroupMember.user_id.in_(own_users)),
-        execution_options=no_sync,
-    )
-    session.execute(
-        sa.delete(GroupNesting).where(
-            GroupNesting.parent_id == group.id, GroupNesting.child_id.in_(own_groups)
-        ),
-        execution_options=no_sync,
-    )
-    group.updated_at = utcnow()
+OWN_USERS = sa.select(USERS_T.c.id).where(USERS_T.c.managed_by == sa.bindparam("source"))
+OWN_GROUPS = sa.select(T.c.id).where(T.c.managed_by == sa.bindparam("source"))
+CLEAR = {
+    kind: sa.delete(table).where(parent == sa.bindparam("group_id"), child.in_(own))
+    for (kind, (table, parent, child)), own in zip(_EDGES.items(), (OWN_USERS, OWN_GROUPS), strict=True)
+}
+
+
+def _clear(work: DriverWork, client: Client, group_id: str) -> None:
+    """Remove every member of this client's source (others' memberships stay)."""
+    for statement in CLEAR.values():
+        work.run(statement, {"group_id": group_id, "source": client.source})

@@ -6,12 +6,17 @@ PROVISIONING_DISABLED through ``derive_status`` (DELETE also soft-deletes: the u
 the user is purged after retention); ``active=true`` restores the status its devices give, without
 re-enrollment. A client sees only the users its source manages (others are 404). A new user gets the
 enrollment invite in the same unit of work when the source has ``invite_new_users``.
+
+The IdPs' hot writes (create, PATCH, PUT) run the same rules as prepared statements on the driver's
+connection (``syncd.store.prepared``, docs/adr/0033): the domain decides status and audit events either way.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,9 +31,10 @@ from syncd.api.scim.errors import InvalidFilterError, ResourceNotFoundError, Uni
 from syncd.api.scim.mappers import UserMapper
 from syncd.api.scim.query import Query, list_response, page
 from syncd.api.scim.resources import Projection
-from syncd.domain.lifecycle import AuditEvent
+from syncd.domain.lifecycle import AuditEvent, UserState, derive_status, set_provisioned
 from syncd.store import audit, invites, links, users
-from syncd.store.tables import Group, GroupMember, User, utcnow
+from syncd.store.prepared import DriverWork
+from syncd.store.tables import Group, GroupMember, SourceLink, User, new_id, utcnow
 
 # Reads are Core statements built once (bound parameters): the lookups IdPs make are the hot path.
 T, MEMBERS, GROUP_T = User.__table__, GroupMember.__table__, Group.__table__
@@ -225,8 +231,12 @@ def create(ctx: Context, client: Client, body: Any, proj: Projection) -> Result:
     doc = validation.document(USERS, body)
     doc.setdefault("active", True)  # RFC 7644 §3.3: the server may assign a default
     fields, active = resources.user_columns(doc)
+    key = users.username_key(fields["username"])
+    with ctx.driver() as work:
+        if not _owners(work, key) and not invites.wanted(work.session, client.source):
+            return _render_row(work, ctx, client, _insert(work, client, fields, active is not False), proj)
+    # Taking over another source's user, or inviting the new one: the ORM's unit of work (store.invites)
     with ctx.write() as session:
-        key = users.username_key(fields["username"])
         owner = users.owners_of_usernames(session, [key]).get(key)
         if owner is None:
             user = users.create(
@@ -295,35 +305,125 @@ def _set_active(session: Session, client: Client, user: User, active: bool) -> N
     users.set_provisioned_status(session, user, active, devices, actor=client.actor, reason=reason)
 
 
-def _write(session: Session, client: Client, user: User, doc: dict[str, Any], *, replacing: bool) -> bool:
-    """Apply a validated document; False when it changes nothing (no write, same version)."""
+# The IdPs' hot writes (create, PATCH, PUT; docs/adr/0033): prepared statements on the driver's connection
+# (syncd.store.prepared), the same rules as the store's ORM functions (store.users, store.links, store.audit).
+ROW = sa.select(
+    *COLUMNS, T.c.username_key, T.c.email, T.c.given_name, T.c.family_name, T.c.display_name, T.c.phone
+)
+LOCKED_ROW = ROW.where(T.c.id == sa.bindparam("id"), *VISIBLE).with_for_update()
+OWNERS = sa.select(T.c.id, T.c.managed_by).where(
+    T.c.username_key == sa.bindparam("key"), T.c.deleted_at.is_(None)
+)
+DEVICES = users.DEVICES_OF
+SAVED = (
+    "username",
+    "username_key",
+    "email",
+    "given_name",
+    "family_name",
+    "display_name",
+    "phone",
+    "attributes",
+)
+INSERT = sa.insert(User).values(
+    {name: sa.bindparam(name) for name in ("id", *SAVED, "status", "provisioned", "managed_by", "created_at")}
+    | {"updated_at": sa.bindparam("created_at")}
+)
+LINK = sa.insert(SourceLink).values(
+    source=sa.bindparam("source"),
+    object_type="user",
+    anchor=sa.bindparam("user_id"),
+    object_id=sa.bindparam("user_id"),
+    in_scope=True,
+    last_seen_at=sa.bindparam("now"),
+)
+
+
+@functools.cache
+def _update(columns: frozenset[str]) -> sa.Update:
+    """The UPDATE of these columns (and ``updated_at``): an unchanged indexed column is left alone."""
+    names = sorted(columns | {"updated_at"})
+    return (
+        sa.update(User).where(User.id == sa.bindparam("row_id")).values({n: sa.bindparam(n) for n in names})
+    )
+
+
+def _owners(work: DriverWork, key: str) -> list[Any]:
+    return work.all(OWNERS, {"key": key})
+
+
+def _insert(work: DriverWork, client: Client, fields: dict[str, Any], provisioned: bool) -> Any:
+    """A new user of this client (as ``users.create`` + ``links.add``), audited."""
+    now = utcnow()
+    row = {
+        **fields,
+        "id": new_id(),
+        "username_key": users.username_key(fields["username"]),
+        "status": derive_status(provisioned=provisioned, devices=()),
+        "provisioned": provisioned,
+        "managed_by": client.source,
+        "created_at": now,
+        "updated_at": now,
+    }
+    work.run(INSERT, row)
+    work.run(LINK, {"source": client.source, "user_id": row["id"], "now": now})
+    event = AuditEvent(
+        client.actor, "user.created", "user", row["id"], None, row["status"].value, "created by SCIM client"
+    )
+    audit.record_row(work, event, now)
+    return SimpleNamespace(**row)
+
+
+def _locked_row(work: DriverWork, client: Client, user_id: str, if_match: str | None) -> Any:
+    found = work.all(LOCKED_ROW, {"id": user_id, "source": client.source})
+    if not found:
+        raise ResourceNotFoundError("User not found")
+    check_version(found[0].updated_at, if_match)
+    return found[0]
+
+
+def _save(work: DriverWork, client: Client, row: Any, doc: dict[str, Any], *, replacing: bool) -> Any:
+    """Apply a validated document to a locked row; the row as stored (the same when nothing changes)."""
     fields, active = resources.user_columns(doc)
-    if active is None and "active" in (user.attributes or {}) and replacing:
-        fields["attributes"]["active"] = user.provisioned  # PUT without active leaves it (RFC 7644 §3.5.1)
-    unchanged = all(getattr(user, name) == value for name, value in fields.items())
-    if unchanged and (active is None or active == user.provisioned):
-        return False
-    key = users.username_key(fields["username"])
-    if key != user.username_key:
-        owner = users.owners_of_usernames(session, [key]).get(key)
-        if owner is not None and owner[0] != user.id:
-            raise UniquenessError("userName is already in use")
-    if active is not None:
-        _set_active(session, client, user, active)
-    users.update_fields(user, fields)
-    user.updated_at = utcnow()
-    return True
+    if active is None and "active" in (row.attributes or {}) and replacing:
+        fields["attributes"]["active"] = row.provisioned  # PUT without active leaves it (RFC 7644 §3.5.1)
+    fields["username_key"] = users.username_key(fields["username"])
+    changed = {name: value for name, value in fields.items() if getattr(row, name) != value}
+    if not changed and (active is None or active == row.provisioned):
+        return row
+    if "username_key" in changed and any(
+        owner.id != row.id for owner in _owners(work, fields["username_key"])
+    ):
+        raise UniquenessError("userName is already in use")
+    now = utcnow()
+    if active is not None and active != row.provisioned:
+        devices = {device_id: state for device_id, state in work.all(DEVICES, {"user_id": row.id})}
+        reason = "reactivated by SCIM client" if active else "deactivated by SCIM client (active=false)"
+        outcome = set_provisioned(
+            UserState(row.id, row.provisioned, devices), active, actor=client.actor, reason=reason
+        )
+        changed |= {"provisioned": active, "status": outcome.state.status}
+        if outcome.event is not None:
+            audit.record_row(work, outcome.event, now)
+    work.run(_update(frozenset(changed)), {**changed, "updated_at": now, "row_id": row.id})
+    return row._replace(**{k: v for k, v in changed.items() if k in row._fields}, updated_at=now)
+
+
+def _render_row(work: DriverWork, ctx: Context, client: Client, row: Any, proj: Projection) -> Result:
+    groups = None
+    if proj.wants("groups"):
+        found = work.all(GROUPS_OF_ONE, {"id": row.id, "source": client.source})
+        groups = [(group_id, name) for _user_id, group_id, name in found]
+    return _result(ctx, row, groups, proj)
 
 
 def replace(
     ctx: Context, client: Client, user_id: str, body: Any, if_match: str | None, proj: Projection
 ) -> Result:
     doc = validation.document(USERS, body)
-    with ctx.write() as session:
-        user = _locked(session, client, user_id, if_match)
-        _write(session, client, user, doc, replacing=True)
-        session.flush()
-        return _render(session, ctx, client, user, proj)
+    with ctx.driver() as work:
+        row = _locked_row(work, client, user_id, if_match)
+        return _render_row(work, ctx, client, _save(work, client, row, doc, replacing=True), proj)
 
 
 def modify(
@@ -334,13 +434,11 @@ def modify(
     if_match: str | None,
     proj: Projection,
 ) -> Result:
-    with ctx.write() as session:
-        user = _locked(session, client, user_id, if_match)
-        current = resources.user_document(user.username, user.provisioned, user.attributes)
+    with ctx.driver() as work:
+        row = _locked_row(work, client, user_id, if_match)
+        current = resources.user_document(row.username, row.provisioned, row.attributes)
         doc = validation.document(USERS, patch.apply(USERS, current, ops))
-        _write(session, client, user, doc, replacing=False)
-        session.flush()
-        return _render(session, ctx, client, user, proj)
+        return _render_row(work, ctx, client, _save(work, client, row, doc, replacing=False), proj)
 
 
 def delete(ctx: Context, client: Client, user_id: str, if_match: str | None) -> None:

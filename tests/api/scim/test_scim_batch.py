@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from syncd.api.scim.batch import BatchWriter
 from syncd.config.models import Database as DatabaseConfig
 from syncd.store.db import Database
+from syncd.store.prepared import statements_for
 
 
 @pytest.fixture
@@ -133,4 +134,61 @@ def test_a_session_outside_the_writer_thread_is_a_unit_of_work_of_its_own(db: Da
     assert insert(writer, "alone")() == "alone"
     with pytest.raises(ValueError, match="refused"):
         insert(writer, "rolled-back", fail=True)()
+    assert stored(db) == {"alone"}
+
+
+# ---- writes of prepared statements (BatchWriter.driver: the hot SCIM writes) ----------------------------
+T = sa.table("t", sa.column("v", sa.String))
+INSERT_V = sa.insert(T).values(v=sa.bindparam("v"))
+COUNT_V = sa.select(sa.func.count()).select_from(T).where(T.c.v == sa.bindparam("v"))
+
+
+def insert_prepared(writer: BatchWriter, *values: str, fail: bool = False) -> Any:
+    def func() -> str:
+        with writer.driver(statements_for(writer.db.write_engine.dialect)) as work:
+            for value in values:
+                work.run(INSERT_V, {"v": value})
+            if fail:
+                raise ValueError(f"refused {values}")
+        return ",".join(values)
+
+    return func
+
+
+def test_prepared_writes_share_the_batch_and_a_failing_one_loses_only_its_own(db: Database) -> None:
+    writer = BatchWriter(db)
+    commits = count_commits(db)
+    queued = [
+        insert_prepared(writer, "p1"),
+        insert_prepared(writer, "p2", "p3", fail=True),
+        insert(writer, "orm"),  # an ORM write between them, in the same transaction
+        insert_prepared(writer, "p1"),  # a duplicate: the driver's error, as SQLAlchemy's IntegrityError
+        insert_prepared(writer, "p4"),
+    ]
+    results = asyncio.run(one_batch(writer, queued))
+    assert results[0] == "p1" and results[2] == "orm" and results[4] == "p4"
+    assert isinstance(results[1], ValueError)
+    assert isinstance(results[3], sa.exc.IntegrityError)
+    assert stored(db) == {"held", "p1", "orm", "p4"}
+    assert commits[0] == 2
+
+
+def test_prepared_statements_see_what_an_earlier_orm_write_of_the_batch_left(db: Database) -> None:
+    writer = BatchWriter(db)
+    seen: list[int] = []
+
+    def count_after() -> None:
+        with writer.driver(statements_for(db.write_engine.dialect)) as work:
+            seen.append(work.all(COUNT_V, {"v": "from-orm"})[0][0])
+
+    results = asyncio.run(one_batch(writer, [insert(writer, "from-orm"), count_after]))
+    assert results == ["from-orm", None]
+    assert seen == [1]
+
+
+def test_prepared_writes_outside_the_writer_thread_are_a_unit_of_work_of_their_own(db: Database) -> None:
+    writer = BatchWriter(db)
+    assert insert_prepared(writer, "alone")() == "alone"
+    with pytest.raises(ValueError, match="refused"):
+        insert_prepared(writer, "rolled-back", fail=True)()
     assert stored(db) == {"alone"}
