@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from syncd.api.scim.users import GROUPS_OF_ONE, INSERT, LOCKED_ROW, _update
+from syncd.api.scim.groups import LIVE_USER
+from syncd.api.scim.users import BY_ID_WITH_GROUPS, GROUPS_OF_ONE, INSERT, LOCKED_ROW, _update
 from syncd.domain.lifecycle import UserStatus
+from syncd.store.bulk import insert_rows
 from syncd.store.db import Database
 from syncd.store.prepared import DriverWork
 from syncd.store.tables import Group, GroupMember, User
@@ -88,3 +90,23 @@ def test_a_duplicate_key_is_an_integrity_error_and_the_unit_of_work_rolls_back(d
         work.run(INSERT, user_row("u3", "A"))  # the same live username key as u1
     with db.read() as session:
         assert set(session.scalars(sa.select(User.id))) == {"u1"}  # u2 went with its unit of work
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_rows_found_by_id_go_through_the_primary_key_without_statistics(db: Database) -> None:
+    """No ANALYZE has run: PostgreSQL must still not answer ``id = … AND managed_by = …`` by scanning the
+    source's users in ``ix_users_managed_by_live`` (6 ms at 100,000 users; owned_by_source)."""
+    with db.write() as session:  # enough users that reading the whole index is dear; no ANALYZE after
+        rows = [{**user_row(f"u{i}", f"user{i}"), "updated_at": T0} for i in range(20_000)]
+        insert_rows(session, User.__table__, rows)  # type: ignore[arg-type]
+    with db.write() as session:
+        for statement, params in [
+            (LOCKED_ROW, {"id": "u7", "source": "okta"}),
+            (BY_ID_WITH_GROUPS, {"id": "u7", "source": "okta"}),
+            (LIVE_USER, {"id": "u7", "source": "okta"}),
+        ]:
+            work = DriverWork(session)
+            prepared = work.statements.get(statement)
+            rows = work.driver.execute(f"EXPLAIN {prepared.sql}", prepared.values(params)).fetchall()
+            plan = "\n".join(row[0] for row in rows)
+            assert "Index Scan using pk_users on users" in plan, plan

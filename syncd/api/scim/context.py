@@ -7,7 +7,9 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Connection, exc
 from sqlalchemy.orm import Session
 
@@ -64,6 +66,14 @@ def _unique() -> Iterator[None]:
         yield
     except exc.IntegrityError:
         raise UniquenessError("the value is already in use (a concurrent request created it)") from None
+
+
+def owned_by_source(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """``managed_by = :source`` for a statement that finds a row by its id: written ``managed_by || ''`` so
+    that no planner answers it through a ``managed_by`` index. Without statistics (a freshly loaded
+    database, before ANALYZE) PostgreSQL took ``ix_users_managed_by_live`` for ``id = … AND managed_by = …``
+    and scanned every user of the source: 6 ms at 100,000 users instead of the primary key's 0.05."""
+    return column + "" == sa.bindparam("source")
 
 
 def check_version(updated_at: datetime, if_match: str | None) -> None:

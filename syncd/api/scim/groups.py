@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from syncd.api.scim import patch, resources, validation
 from syncd.api.scim.auth import Client
 from syncd.api.scim.catalogue import GROUPS
-from syncd.api.scim.context import Context, check_version
+from syncd.api.scim.context import Context, check_version, owned_by_source
 from syncd.api.scim.errors import InvalidValueError, ResourceNotFoundError, UniquenessError
 from syncd.api.scim.mappers import GroupMapper
 from syncd.api.scim.query import Query, list_response, page
@@ -30,7 +30,7 @@ from syncd.store.tables import Group, GroupMember, GroupNesting, User, utcnow
 
 T, USERS_T, MEMBERS, NESTING = Group.__table__, User.__table__, GroupMember.__table__, GroupNesting.__table__
 COLUMNS = (T.c.id, T.c.name, T.c.attributes, T.c.created_at, T.c.updated_at)
-BY_ID = sa.select(*COLUMNS).where(T.c.id == sa.bindparam("id"), T.c.managed_by == sa.bindparam("source"))
+BY_ID = sa.select(*COLUMNS).where(T.c.id == sa.bindparam("id"), owned_by_source(T.c.managed_by))
 BY_ID = BY_ID.where(T.c.deleted_at.is_(None))
 CHILD = T.alias("child")
 USER_MEMBERS = (
@@ -128,9 +128,7 @@ def create(ctx: Context, client: Client, body: Any, proj: Projection) -> Result:
 
 LOCK = (
     sa.select(Group)
-    .where(
-        Group.id == sa.bindparam("id"), Group.managed_by == sa.bindparam("source"), Group.deleted_at.is_(None)
-    )
+    .where(Group.id == sa.bindparam("id"), owned_by_source(T.c.managed_by), Group.deleted_at.is_(None))
     .with_for_update()
 )
 
@@ -171,7 +169,7 @@ def replace(
 
 
 GROUP_ROW = sa.select(T.c.id, T.c.updated_at).where(T.c.id == sa.bindparam("id")).with_for_update()
-GROUP_ROW = GROUP_ROW.where(T.c.managed_by == sa.bindparam("source"), T.c.deleted_at.is_(None))
+GROUP_ROW = GROUP_ROW.where(owned_by_source(T.c.managed_by), T.c.deleted_at.is_(None))
 TOUCH = sa.update(Group).where(Group.id == sa.bindparam("group_id")).values(updated_at=sa.bindparam("now"))
 
 
@@ -304,12 +302,12 @@ def _ids(values: Iterable[Any]) -> list[str]:
 # Membership changes as prepared statements (syncd.store.prepared): one indexed statement per member, on
 # the hot path and inside the ORM's units of work alike (DriverWork flushes the session first).
 LIVE_USER = sa.select(USERS_T.c.id).where(USERS_T.c.id == sa.bindparam("id"), USERS_T.c.deleted_at.is_(None))
-LIVE_USER = LIVE_USER.where(USERS_T.c.managed_by == sa.bindparam("source"))
+LIVE_USER = LIVE_USER.where(owned_by_source(USERS_T.c.managed_by))  # see owned_by_source
 LIVE_GROUP = sa.select(T.c.id).where(T.c.id == sa.bindparam("id"), T.c.deleted_at.is_(None))
-LIVE_GROUP = LIVE_GROUP.where(T.c.managed_by == sa.bindparam("source"))
+LIVE_GROUP = LIVE_GROUP.where(owned_by_source(T.c.managed_by))
 OWN_USER = sa.select(USERS_T.c.id).where(USERS_T.c.id == sa.bindparam("id"))
-OWN_USER = OWN_USER.where(USERS_T.c.managed_by == sa.bindparam("source"))
-OWN_GROUP = sa.select(T.c.id).where(T.c.id == sa.bindparam("id"), T.c.managed_by == sa.bindparam("source"))
+OWN_USER = OWN_USER.where(owned_by_source(USERS_T.c.managed_by))
+OWN_GROUP = sa.select(T.c.id).where(T.c.id == sa.bindparam("id"), owned_by_source(T.c.managed_by))
 _EDGES: dict[str, tuple[Any, Any, Any]] = {  # member kind: (table, parent column, child column)
     "user": (GroupMember, GroupMember.group_id, GroupMember.user_id),
     "group": (GroupNesting, GroupNesting.parent_id, GroupNesting.child_id),

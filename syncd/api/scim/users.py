@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from syncd.api.scim import patch, resources, validation
 from syncd.api.scim.auth import Client
 from syncd.api.scim.catalogue import USERS
-from syncd.api.scim.context import Context, check_version
+from syncd.api.scim.context import Context, check_version, owned_by_source
 from syncd.api.scim.errors import InvalidFilterError, ResourceNotFoundError, UniquenessError
 from syncd.api.scim.mappers import UserMapper
 from syncd.api.scim.query import Query, list_response, page
@@ -40,7 +40,8 @@ from syncd.store.tables import Group, GroupMember, SourceLink, User, new_id, utc
 T, MEMBERS, GROUP_T = User.__table__, GroupMember.__table__, Group.__table__
 COLUMNS = (T.c.id, T.c.username, T.c.provisioned, T.c.attributes, T.c.created_at, T.c.updated_at)
 VISIBLE = (T.c.managed_by == sa.bindparam("source"), T.c.deleted_at.is_(None))
-BY_ID = sa.select(*COLUMNS).where(T.c.id == sa.bindparam("id"), *VISIBLE)
+VISIBLE_BY_ID = (owned_by_source(T.c.managed_by), T.c.deleted_at.is_(None))  # see owned_by_source
+BY_ID = sa.select(*COLUMNS).where(T.c.id == sa.bindparam("id"), *VISIBLE_BY_ID)
 BY_USERNAME = sa.select(*COLUMNS).where(T.c.username_key == sa.bindparam("key"), *VISIBLE)
 
 
@@ -66,7 +67,7 @@ GROUPS_OF_ONE = _groups_query(MEMBERS.c.user_id == sa.bindparam("id"))  # no exp
 
 # The IdPs' most frequent request, ``userName eq`` with the groups attribute: user and groups in one
 # statement (one row per group, or one with no group), half the statement overhead of two.
-def _with_groups(user_filter: sa.ColumnElement[bool]) -> sa.Select[Any]:
+def _with_groups(user_filter: sa.ColumnElement[bool], visible: tuple[Any, ...]) -> sa.Select[Any]:
     return (
         sa.select(*COLUMNS, GROUP_T.c.id.label("group_id"), GROUP_T.c.name.label("group_name"))
         .select_from(
@@ -79,13 +80,13 @@ def _with_groups(user_filter: sa.ColumnElement[bool]) -> sa.Select[Any]:
                 ),
             )
         )
-        .where(user_filter, *VISIBLE)
+        .where(user_filter, *visible)
         .order_by(T.c.id, GROUP_T.c.name)
     )
 
 
-BY_USERNAME_WITH_GROUPS = _with_groups(T.c.username_key == sa.bindparam("key"))
-BY_ID_WITH_GROUPS = _with_groups(T.c.id == sa.bindparam("id"))  # GET /Users/{id}, the same way
+BY_USERNAME_WITH_GROUPS = _with_groups(T.c.username_key == sa.bindparam("key"), VISIBLE)
+BY_ID_WITH_GROUPS = _with_groups(T.c.id == sa.bindparam("id"), VISIBLE_BY_ID)  # GET /Users/{id}, the same way
 Result = tuple[dict[str, Any], str]  # the rendered resource and its version
 
 
@@ -281,9 +282,7 @@ def _take_over(
 
 LOCK = (
     sa.select(User)
-    .where(
-        User.id == sa.bindparam("id"), User.managed_by == sa.bindparam("source"), User.deleted_at.is_(None)
-    )
+    .where(User.id == sa.bindparam("id"), owned_by_source(T.c.managed_by), User.deleted_at.is_(None))
     .with_for_update()
 )
 
@@ -310,7 +309,7 @@ def _set_active(session: Session, client: Client, user: User, active: bool) -> N
 ROW = sa.select(
     *COLUMNS, T.c.username_key, T.c.email, T.c.given_name, T.c.family_name, T.c.display_name, T.c.phone
 )
-LOCKED_ROW = ROW.where(T.c.id == sa.bindparam("id"), *VISIBLE).with_for_update()
+LOCKED_ROW = ROW.where(T.c.id == sa.bindparam("id"), *VISIBLE_BY_ID).with_for_update()
 OWNERS = sa.select(T.c.id, T.c.managed_by).where(
     T.c.username_key == sa.bindparam("key"), T.c.deleted_at.is_(None)
 )
