@@ -313,7 +313,6 @@ LOCKED_ROW = ROW.where(T.c.id == sa.bindparam("id"), *VISIBLE_BY_ID).with_for_up
 OWNERS = sa.select(T.c.id, T.c.managed_by).where(
     T.c.username_key == sa.bindparam("key"), T.c.deleted_at.is_(None)
 )
-DEVICES = users.DEVICES_OF
 SAVED = (
     "username",
     "username_key",
@@ -396,7 +395,7 @@ def _save(work: DriverWork, client: Client, row: Any, doc: dict[str, Any], *, re
         raise UniquenessError("userName is already in use")
     now = utcnow()
     if active is not None and active != row.provisioned:
-        devices = {device_id: state for device_id, state in work.all(DEVICES, {"user_id": row.id})}
+        devices = {device_id: state for device_id, state in work.all(users.DEVICES_OF, {"user_id": row.id})}
         reason = "reactivated by SCIM client" if active else "deactivated by SCIM client (active=false)"
         outcome = set_provisioned(
             UserState(row.id, row.provisioned, devices), active, actor=client.actor, reason=reason

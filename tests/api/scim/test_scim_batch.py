@@ -129,14 +129,6 @@ def test_the_writer_thread_ends_when_idle_and_comes_back(db: Database) -> None:
     assert stored(db) == {"first", "second"}
 
 
-def test_a_session_outside_the_writer_thread_is_a_unit_of_work_of_its_own(db: Database) -> None:
-    writer = BatchWriter(db)
-    assert insert(writer, "alone")() == "alone"
-    with pytest.raises(ValueError, match="refused"):
-        insert(writer, "rolled-back", fail=True)()
-    assert stored(db) == {"alone"}
-
-
 # ---- writes of prepared statements (BatchWriter.driver: the hot SCIM writes) ----------------------------
 T = sa.table("t", sa.column("v", sa.String))
 INSERT_V = sa.insert(T).values(v=sa.bindparam("v"))
@@ -186,9 +178,10 @@ def test_prepared_statements_see_what_an_earlier_orm_write_of_the_batch_left(db:
     assert seen == [1]
 
 
-def test_prepared_writes_outside_the_writer_thread_are_a_unit_of_work_of_their_own(db: Database) -> None:
+@pytest.mark.parametrize("write", [insert, insert_prepared], ids=["orm", "prepared"])
+def test_a_write_outside_the_writer_thread_is_a_unit_of_work_of_its_own(db: Database, write: Any) -> None:
     writer = BatchWriter(db)
-    assert insert_prepared(writer, "alone")() == "alone"
+    assert write(writer, "alone")() == "alone"
     with pytest.raises(ValueError, match="refused"):
-        insert_prepared(writer, "rolled-back", fail=True)()
+        write(writer, "rolled-back", fail=True)()
     assert stored(db) == {"alone"}
